@@ -1,0 +1,144 @@
+"""lab.up as a lifecycle of named steps: preflight, create, prepare, swarm, verify.
+
+Each step is reported as it runs, and the state file records what it made and what
+converged, so a rerun after a fault finishes the job and a rerun on a converged lab changes
+nothing and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import swarm
+from .context import Lab
+from .errors import LabError
+from .prepare import prepare_nodes
+from .remote import first_error
+
+Log = Callable[[str], None]
+STEPS = ("preflight", "create", "prepare", "swarm", "verify")
+
+
+@dataclass
+class StepReport:
+    name: str
+    status: str  # ok, changed, skipped, failed
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class UpReport:
+    steps: list[StepReport] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(step.status == "changed" for step in self.steps)
+
+    def timings(self) -> dict[str, float]:
+        return {step.name: round(step.seconds, 3) for step in self.steps}
+
+
+class Step:
+    """Times a step, prints its outcome, and records a failure in the state file."""
+
+    def __init__(self, lab: Lab, report: UpReport, name: str, log: Log):
+        self.lab, self.report, self.name, self.log = lab, report, name, log
+        self.status = "ok"
+        self.detail = ""
+
+    def __enter__(self) -> Step:
+        self.start = time.monotonic()
+        self.log(f"==> {self.name}")
+        return self
+
+    def __exit__(self, kind: type | None, error: BaseException | None, tb: object) -> None:
+        seconds = time.monotonic() - self.start
+        if error is not None:
+            self.status = "failed"
+            self.detail = str(error)
+            self.lab.state.record_step(self.name, self.lab.spec.digest(), False, error=str(error))
+        self.report.steps.append(StepReport(self.name, self.status, seconds, self.detail))
+        detail = f" - {self.detail}" if self.detail else ""
+        self.log(f"    {self.name}: {self.status} ({seconds:.1f} s){detail}")
+
+
+def up(lab: Lab, *, skip_swarm: bool = False, force: bool = False, log: Log = print) -> UpReport:
+    report = UpReport()
+    spec = lab.spec
+    lab.state.data["provider"] = spec.provider
+    lab.state.data["spec_digest"] = spec.digest()
+    lab.state.save()
+
+    with Step(lab, report, "preflight", log) as step:
+        for line in lab.provider.preflight():
+            log(f"    {line}")
+
+    with Step(lab, report, "create", log) as step:
+        made = lab.provider.create()
+        fresh = [name for name, what in made.items() if what != "ok"]
+        if fresh:
+            step.status = "changed"
+            step.detail = ", ".join(f"{name} {made[name]}" for name in fresh)
+            lab.forget_connections()
+        else:
+            step.detail = "all machines exist and run"
+
+    with Step(lab, report, "prepare", log) as step:
+        outcomes = prepare_nodes(lab, lab.nodes(), log)
+        error = first_error(outcomes)
+        for name, outcome in outcomes.items():
+            if outcome.ok:
+                lab.state.record_machine(
+                    name, os=outcome.value.facts.os, docker=outcome.value.fact("version")
+                )
+        if error:
+            raise LabError(f"prepare failed: {error}; fix it and rerun `invoke lab.up`")
+        changed = [name for name, outcome in outcomes.items() if outcome.value.changed]
+        if changed:
+            step.status = "changed"
+            step.detail = "changed on " + ", ".join(changed)
+        else:
+            step.detail = "every node already as wanted"
+        lab.state.record_step("prepare", spec.digest(), True)
+
+    if skip_swarm:
+        report.steps.append(StepReport("swarm", "skipped", 0.0, "--skip-swarm"))
+        log("==> swarm: skipped (--skip-swarm): the nodes are prepared, build the swarm by hand")
+    else:
+        with Step(lab, report, "swarm", log) as step:
+            done = swarm.converge(lab, log=log, force=force)
+            acted = {name: what for name, what in done.items() if what != "ok"}
+            if acted:
+                step.status = "changed"
+                step.detail = ", ".join(f"{name} {what}" for name, what in acted.items())
+            else:
+                step.detail = "already built; nothing to do"
+
+    with Step(lab, report, "verify", log) as step:
+        if not skip_swarm:
+            leader = swarm.find_leader(lab)
+            if leader is None:
+                raise LabError("no manager answers as a swarm leader; run `invoke lab.doctor`")
+            swarm.verify(lab, leader, timeout=30)
+            step.detail = f"{len(spec.nodes)} nodes Ready with the right roles"
+        else:
+            step.detail = "prepared, no swarm"
+    lab.state.record_step("up", spec.digest(), True, skip_swarm=skip_swarm)
+    return report
+
+
+def down(lab: Lab, log: Log = print) -> list[str]:
+    lab.close()
+    removed = lab.provider.destroy()
+    for line in removed:
+        log(f"  removed {line}")
+    lab.state.remove()
+    return removed
+
+
+def require_up(lab: Lab) -> None:
+    if not lab.state.machines:
+        raise LabError(f"lab {lab.spec.name!r} has no machines; run `invoke lab.up` first")

@@ -1,0 +1,107 @@
+"""The provider interface: what every kind of machine (container, VM) must offer.
+
+A provider makes, finds and removes the lab's machines and tells how to reach each one
+over SSH. Everything after that (preparation, the swarm, scenarios) is shared code that
+only ever talks SSH, so it cannot fork per provider.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import LabError
+from ..spec import LabSpec, NodeSpec
+from ..state import LabState
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """How to reach a node: the controller connects here with the lab's key and pinned host key."""
+
+    host: str
+    port: int
+    user: str
+    key_filename: str
+    known_hosts: str
+    host_key_alias: str | None = None  # the name its key is pinned under, when host:port is shared
+
+
+@dataclass
+class MachineStatus:
+    """What the provider itself knows of one machine, before any SSH."""
+
+    name: str
+    exists: bool
+    running: bool
+    address: str | None = None
+    power: str = "unknown"  # provider's own word: running, exited, poweredOn, saved...
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Provider(ABC):
+    """Base class of the providers; subclasses register themselves by `name`."""
+
+    name: ClassVar[str]
+    # Do the nodes keep their own clocks? Containers share the host's: a clock-skew
+    # failure cannot be made on them, and time sync is the host's business.
+    owns_clock: ClassVar[bool] = True
+    # Can the provider snapshot and revert machines?
+    can_snapshot: ClassVar[bool] = False
+
+    def __init__(self, spec: LabSpec, state: LabState, log: Any = print):
+        self.spec = spec
+        self.state = state
+        self.log = log
+
+    @property
+    def lab_dir(self) -> Path:
+        return self.state.path.parent
+
+    # --- lifecycle -----------------------------------------------------------------------
+    @abstractmethod
+    def preflight(self) -> list[str]:
+        """Check the host and the provider's inputs; raise LabError on a fault.
+
+        Returns lines worth reporting (versions found, choices made).
+        """
+
+    @abstractmethod
+    def create(self) -> dict[str, str]:
+        """Make every missing machine and start every stopped one; record them in the state.
+
+        Idempotent: machines that exist and run are left alone. Returns node -> 'created',
+        'started' or 'ok'.
+        """
+
+    @abstractmethod
+    def destroy(self) -> list[str]:
+        """Remove everything this lab made (and only that); returns what was removed."""
+
+    @abstractmethod
+    def status(self) -> list[MachineStatus]:
+        """One entry per node in the spec, whether it exists or not."""
+
+    @abstractmethod
+    def ssh_target(self, node: NodeSpec) -> SSHTarget:
+        """Connection parameters for a created node."""
+
+    def advertise_address(self, node: NodeSpec) -> str:
+        """The address the swarm must advertise: the lab network's, never a NAT one."""
+        return node.address
+
+    # --- optional abilities --------------------------------------------------------------
+    def snapshot(self, name: str) -> None:
+        raise LabError(f"provider {self.name} cannot take snapshots; use vmware or vagrant")
+
+    def revert(self, name: str) -> None:
+        raise LabError(f"provider {self.name} cannot revert snapshots; use vmware or vagrant")
+
+    def list_snapshots(self) -> list[str]:
+        return []
+
+    def node_setup_commands(self, node: NodeSpec) -> list[str]:
+        """Provider-specific shell commands run over SSH during prepare (e.g. NIC fixes)."""
+        return []

@@ -1,0 +1,272 @@
+"""The swarm: init on the first manager, join the rest, check `docker node ls`.
+
+All of it over SSH, the same for every provider. A node is always told to advertise its lab
+address (never a NAT address such as VirtualBox's 10.0.2.15). Join tokens are read from the
+leader, kept in memory and never shown: commands carrying them are displayed redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .context import Lab
+from .errors import LabError, NodeError
+from .remote import Node, run_parallel
+
+Log = Callable[[str], None]
+ALREADY_IN_SWARM = "This node is already part of a swarm"
+
+
+@dataclass
+class SwarmInfo:
+    node: str
+    state: str  # inactive, pending, active, error, locked
+    node_id: str = ""
+    cluster_id: str = ""  # only managers know it
+    control: bool = False  # a manager with a working Raft
+    node_addr: str = ""
+    remote_managers: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class SwarmMember:
+    id: str
+    hostname: str
+    status: str  # Ready, Down, Unknown
+    availability: str
+    manager_status: str  # Leader, Reachable, Unreachable, "" for workers
+
+    @property
+    def role(self) -> str:
+        return "manager" if self.manager_status else "worker"
+
+
+def info(node: Node) -> SwarmInfo:
+    result = node.run("docker info --format '{{json .Swarm}}'", timeout=60, check=True)
+    data = json.loads(result.stdout or "{}")
+    return SwarmInfo(
+        node=node.name,
+        state=data.get("LocalNodeState", "inactive") or "inactive",
+        node_id=data.get("NodeID", ""),
+        cluster_id=(data.get("Cluster") or {}).get("ID", ""),
+        control=bool(data.get("ControlAvailable")),
+        node_addr=data.get("NodeAddr", ""),
+        remote_managers=[m.get("Addr", "") for m in data.get("RemoteManagers") or []],
+        error=data.get("Error", ""),
+    )
+
+
+def members(leader: Node) -> list[SwarmMember]:
+    result = leader.run("docker node ls --format '{{json .}}'", timeout=60, check=True)
+    found = []
+    for line in result.stdout.splitlines():
+        data = json.loads(line)
+        found.append(SwarmMember(
+            id=data["ID"],
+            hostname=data["Hostname"],
+            status=data["Status"],
+            availability=data["Availability"],
+            manager_status=data.get("ManagerStatus", ""),
+        ))
+    return found
+
+
+def infos(lab: Lab, nodes: list[Node]) -> dict[str, SwarmInfo]:
+    outcomes = run_parallel(nodes, info, parallel=lab.spec.ssh.parallel, deadline=120)
+    found: dict[str, SwarmInfo] = {}
+    for name, outcome in outcomes.items():
+        if not outcome.ok:
+            raise LabError(outcome.error or name)
+        found[name] = outcome.value
+    return found
+
+
+def _listen(lab: Lab, node: Node) -> tuple[str, str]:
+    address = lab.provider.advertise_address(node.spec)
+    return address, f"--advertise-addr {address} --listen-addr {address}:2377"
+
+
+def init(lab: Lab, node: Node, log: Log, force_new_cluster: bool = False) -> SwarmInfo:
+    _, flags = _listen(lab, node)
+    extra = " --force-new-cluster" if force_new_cluster else ""
+    command = f"docker swarm init {flags}{extra}"
+    log(f"  {node.name}$ {command}")
+    node.run(command, timeout=120, check=True)
+    return info(node)
+
+
+def join(lab: Lab, node: Node, leader: Node, role: str, log: Log) -> None:
+    token = leader.run(
+        f"docker swarm join-token -q {role}", timeout=60, check=True, reveal=True
+    ).stdout.strip()
+    _, flags = _listen(lab, node)
+    target = f"{lab.provider.advertise_address(leader.spec)}:2377"
+    shown = f"docker swarm join --token <{role}-token> {flags} {target}"
+    log(f"  {node.name}$ {shown}")
+    result = node.run(
+        f"docker swarm join --token {shlex.quote(token)} {flags} {target}",
+        timeout=120, shown=shown,
+    )
+    if not result.ok:
+        raise NodeError(node.name, f"`{shown}` failed: {result.output}")
+
+
+def converge(lab: Lab, log: Log = print, force: bool = False) -> dict[str, str]:
+    """Make the lab's swarm match the lab file; returns node -> what was done."""
+    spec = lab.spec
+    nodes = {node.name: node for node in lab.nodes()}
+    states = infos(lab, list(nodes.values()))
+    recorded = (lab.state.data["steps"].get("swarm") or {}).get("cluster_id", "")
+    done: dict[str, str] = {}
+
+    # Which swarm is the lab's: the one recorded, else the first manager's own.
+    manager_names = [n.name for n in spec.managers]
+    clusters = {states[m].cluster_id for m in manager_names if states[m].cluster_id}
+    cluster = recorded if recorded in clusters else ""
+    first = spec.first_manager.name
+    if not cluster and states[first].cluster_id:
+        cluster = states[first].cluster_id
+    if not cluster:
+        if states[first].state == "active":
+            # The first manager is a worker of some swarm: not the lab's to take over.
+            if not force:
+                raise NodeError(first, _foreign(states[first]))
+            nodes[first].run("docker swarm leave -f", timeout=120, check=True)
+            done[first] = "left a foreign swarm"
+        elif states[first].state in ("pending", "error", "locked"):
+            nodes[first].run("docker swarm leave -f", timeout=120)
+        states[first] = init(lab, nodes[first], log)
+        cluster = states[first].cluster_id
+        done[first] = "initialised"
+
+    in_cluster = [m for m in manager_names if states[m].cluster_id == cluster]
+    with_control = [m for m in in_cluster if states[m].control]
+    if not with_control:
+        # Raft lost its quorum (a manager vanished): rebuild it from a surviving manager.
+        survivor = in_cluster[0]
+        log(f"  {survivor}: the swarm has no quorum; forcing a new cluster from its state")
+        states[survivor] = init(lab, nodes[survivor], log, force_new_cluster=True)
+        cluster = states[survivor].cluster_id
+        with_control = [survivor]
+        done[survivor] = "forced a new cluster"
+    leader = nodes[first] if first in with_control else nodes[with_control[0]]
+    known_ids = {member.id for member in members(leader)}
+
+    for node_spec in spec.nodes:
+        node = nodes[node_spec.name]
+        state = states[node.name]
+        if node is leader or state.cluster_id == cluster or (
+            state.state == "active" and state.node_id in known_ids
+        ):
+            done.setdefault(node.name, "ok")
+            continue
+        if state.state == "active":
+            if not force:
+                raise NodeError(node.name, _foreign(state))
+            node.run("docker swarm leave -f", timeout=120, check=True)
+            log(f"  {node.name}: left a foreign swarm (--force)")
+        elif state.state != "inactive":
+            # pending, error or locked: an earlier join that never completed.
+            node.run("docker swarm leave -f", timeout=120)
+        join(lab, node, leader, node_spec.role, log)
+        done[node.name] = f"joined as {node_spec.role}"
+
+    _tidy(lab, leader, log, done)
+    verify(lab, leader)
+    lab.state.record_step("swarm", spec.digest(), True, cluster_id=cluster)
+    return done
+
+
+def _foreign(state: SwarmInfo) -> str:
+    return (
+        f"is in another swarm (node {state.node_id[:12] or '?'}, managers"
+        f" {', '.join(state.remote_managers) or 'unknown'}). Docker says: {ALREADY_IN_SWARM}."
+        ' Use "docker swarm leave" to leave this swarm and join another one.'
+        " Rerun with --force to make it leave and join the lab's swarm"
+    )
+
+
+def _tidy(lab: Lab, leader: Node, log: Log, done: dict[str, str]) -> None:
+    """Drop stale entries of replaced nodes and set roles to what the lab file says."""
+    roles = {n.name: n.role for n in lab.spec.nodes}
+    current = members(leader)
+    by_host: dict[str, list[SwarmMember]] = {}
+    for member in current:
+        by_host.setdefault(member.hostname, []).append(member)
+    for hostname, entries in by_host.items():
+        if hostname not in roles or len(entries) < 2:
+            continue
+        for stale in [e for e in entries if e.status != "Ready"]:
+            if stale.manager_status:
+                leader.run(f"docker node demote {stale.id}", timeout=60)
+            leader.run(f"docker node rm --force {stale.id}", timeout=60, check=True)
+            log(f"  {hostname}: removed its stale swarm entry {stale.id[:12]}")
+    for member in members(leader):
+        wanted = roles.get(member.hostname)
+        if wanted and member.status == "Ready" and member.role != wanted:
+            verb = "promote" if wanted == "manager" else "demote"
+            leader.run(f"docker node {verb} {member.id}", timeout=60, check=True)
+            done[member.hostname] = f"{verb}d to {wanted}"
+
+
+def verify(lab: Lab, leader: Node, timeout: float = 60) -> list[SwarmMember]:
+    """Wait until every node of the lab file is a Ready member with the right role."""
+    deadline = time.monotonic() + timeout
+    problems: list[str] = []
+    while True:
+        current = members(leader)
+        problems = problems_of(lab, current)
+        if not problems or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    if problems:
+        raise LabError("swarm not as the lab file says: " + "; ".join(problems))
+    return current
+
+
+def problems_of(lab: Lab, current: list[SwarmMember]) -> list[str]:
+    problems = []
+    for node in lab.spec.nodes:
+        entries = [m for m in current if m.hostname == node.name]
+        ready = [m for m in entries if m.status == "Ready"]
+        if not ready:
+            state = entries[0].status if entries else "not a member"
+            problems.append(f"{node.name} is {state}")
+        elif ready[0].role != node.role:
+            problems.append(f"{node.name} is a {ready[0].role}, not a {node.role}")
+    return problems
+
+
+def find_leader(lab: Lab) -> Node | None:
+    """A manager of the lab whose Raft works, or None."""
+    for node in lab.managers():
+        try:
+            if info(node).control:
+                return node
+        except (NodeError, LabError):
+            continue
+    return None
+
+
+def leave(lab: Lab, names: list[str] | None, log: Log = print) -> dict[str, str]:
+    """Take nodes out of the swarm: workers first, managers last (the safe order)."""
+    wanted = names or [n.name for n in lab.spec.nodes]
+    ordered = sorted(wanted, key=lambda name: lab.spec.node(name).role == "manager")
+    done = {}
+    for name in ordered:
+        node = lab.node(name)
+        state = info(node)
+        if state.state == "inactive":
+            done[name] = "not in a swarm"
+            continue
+        log(f"  {name}$ docker swarm leave --force")
+        node.run("docker swarm leave --force", timeout=120, check=True)
+        done[name] = "left"
+    if set(wanted) >= {n.name for n in lab.spec.nodes}:
+        lab.state.invalidate_steps("swarm")
+    return done

@@ -1,0 +1,1 @@
+"""The invoke task collections, one module per namespace (lab, swarm, scenario, ...)."""
