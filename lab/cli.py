@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from types import TracebackType
+
 from invoke import Collection, Program
 
 from . import __version__
@@ -14,3 +18,38 @@ namespace.add_collection(swarm_tasks.namespace)
 
 program = Program(namespace=namespace, config_class=LabConfig, name="swarmlab",
                   binary="swarmlab", version=__version__)
+
+
+def _lab_file_errors(
+    kind: type[BaseException], error: BaseException, tb: TracebackType | None
+) -> None:
+    """invoke reads the `-f` file itself, before any task runs: a YAML mistake or a file that
+    is not a mapping would end in a traceback from invoke. Say it in one line instead, and exit
+    2 like other lab file errors.
+    """
+    if kind.__module__.split(".")[0] in ("yaml", "invoke") and kind.__name__.endswith("Error") \
+            and hasattr(error, "problem_mark"):
+        mark = error.problem_mark  # type: ignore[attr-defined]
+        where = f"{mark.name} line {mark.line + 1}" if mark else "the lab file"
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        sys.stderr.write(f"error: lab file {where}: {problem}; fix the YAML\n")
+        sys.stderr.flush()
+        os._exit(2)
+    frame = tb
+    while frame is not None:
+        code = frame.tb_frame.f_code
+        if code.co_name in ("_merge_file", "_load_file") and code.co_filename.endswith(
+            os.path.join("invoke", "config.py")
+        ):
+            config = frame.tb_frame.f_locals.get("self")
+            where = getattr(config, "_runtime_path", None) or "the lab file"
+            sys.stderr.write(
+                f"error: lab file {where}: must be a mapping of settings (name:, nodes:, ...)\n"
+            )
+            sys.stderr.flush()
+            os._exit(2)
+        frame = frame.tb_next
+    sys.__excepthook__(kind, error, tb)
+
+
+sys.excepthook = _lab_file_errors

@@ -60,6 +60,9 @@ class Step:
             self.status = "failed"
             self.detail = str(error)
             self.lab.state.record_step(self.name, self.lab.spec.digest(), False, error=str(error))
+        else:
+            self.lab.state.record_step(self.name, self.lab.spec.digest(), True,
+                                       seconds=round(seconds, 3))
         self.report.steps.append(StepReport(self.name, self.status, seconds, self.detail))
         detail = f" - {self.detail}" if self.detail else ""
         self.log(f"    {self.name}: {self.status} ({seconds:.1f} s){detail}")

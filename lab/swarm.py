@@ -176,7 +176,9 @@ def converge(lab: Lab, log: Log = print, force: bool = False) -> dict[str, str]:
         join(lab, node, leader, node_spec.role, log)
         done[node.name] = f"joined as {node_spec.role}"
 
-    _tidy(lab, leader, log, done)
+    joined = [nodes[name] for name, what in done.items() if what.startswith("joined")]
+    states.update(infos(lab, joined))
+    _tidy(lab, leader, {name: state.node_id for name, state in states.items()}, log, done)
     verify(lab, leader)
     lab.state.record_step("swarm", spec.digest(), True, cluster_id=cluster)
     return done
@@ -191,21 +193,23 @@ def _foreign(state: SwarmInfo) -> str:
     )
 
 
-def _tidy(lab: Lab, leader: Node, log: Log, done: dict[str, str]) -> None:
-    """Drop stale entries of replaced nodes and set roles to what the lab file says."""
+def _tidy(
+    lab: Lab, leader: Node, own_ids: dict[str, str], log: Log, done: dict[str, str]
+) -> None:
+    """Drop the entries of machines that were replaced, and set roles as the lab file says.
+
+    A node's own ID is what its dockerd reports; any other entry under its hostname belongs
+    to a machine that no longer exists (it may still look Ready for a few heartbeats).
+    """
     roles = {n.name: n.role for n in lab.spec.nodes}
-    current = members(leader)
-    by_host: dict[str, list[SwarmMember]] = {}
-    for member in current:
-        by_host.setdefault(member.hostname, []).append(member)
-    for hostname, entries in by_host.items():
-        if hostname not in roles or len(entries) < 2:
+    for member in members(leader):
+        own = own_ids.get(member.hostname)
+        if member.hostname not in roles or not own or member.id == own:
             continue
-        for stale in [e for e in entries if e.status != "Ready"]:
-            if stale.manager_status:
-                leader.run(f"docker node demote {stale.id}", timeout=60)
-            leader.run(f"docker node rm --force {stale.id}", timeout=60, check=True)
-            log(f"  {hostname}: removed its stale swarm entry {stale.id[:12]}")
+        if member.manager_status:
+            leader.run(f"docker node demote {member.id}", timeout=60)
+        leader.run(f"docker node rm --force {member.id}", timeout=60, check=True)
+        log(f"  {member.hostname}: removed the stale swarm entry {member.id[:12]}")
     for member in members(leader):
         wanted = roles.get(member.hostname)
         if wanted and member.status == "Ready" and member.role != wanted:

@@ -260,6 +260,11 @@ class LocalProvider(Provider):
         self, node: NodeSpec, lab_key: Path, mirror_hosts: dict[str, str]
     ) -> None:
         labels = {**self.labels, LABEL_NODE: node.name}
+        # A new machine gets a new disk: an old volume would bring back the old node's
+        # swarm identity and images, and the lab would not be what a fresh up gives.
+        for stale in self.client.volumes.list(filters={"label": f"{LABEL_LAB}={self.spec.name}"}):
+            if stale.name == self.volume_name(node):
+                stale.remove(force=True)
         volume = self.client.volumes.create(self.volume_name(node), labels=labels)
         networking = self.client.api.create_networking_config(
             {self.network_name: self.client.api.create_endpoint_config(ipv4_address=node.address)}

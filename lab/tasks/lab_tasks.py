@@ -16,7 +16,7 @@ from ..lifecycle import up as lab_up
 from ..prepare.facts import gather
 from ..prepare.timesync import make_time_right
 from ..remote import run_parallel
-from .common import open_lab, say, user_errors
+from .common import err, open_lab, say, user_errors
 
 HELP_PROVIDER = "local (default), vagrant or vmware; overrides the lab file"
 HELP_INSECURE = "accept a self-signed vCenter certificate (vmware only)"
@@ -88,7 +88,9 @@ def exec_(ctx: Context, node: str, command: str, provider: str | None = None) ->
         failed = False
         for name, outcome in outcomes.items():
             if not outcome.ok:
-                say(f"{name}: {outcome.error}")
+                if len(nodes) == 1:
+                    raise LabError(outcome.error or "failed")
+                err(f"error: {outcome.error}")
                 failed = True
                 continue
             result = outcome.value

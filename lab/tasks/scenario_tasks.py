@@ -1,0 +1,78 @@
+"""`scenario.*`: list the teaching scenarios and run one on the lab.
+
+Exit status of `scenario.run`: 0 every check passed; 1 a check failed (or a wait, a command
+or a step timed out or could not run); 2 unknown scenario or malformed file; 3 nothing
+failed but some checks could not run on this host (e.g. no IPVS in the kernel); 4 the lab
+is not what the scenario needs; 130 interrupted. See scenarios/README.md.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection, Context, task
+from invoke.exceptions import Exit
+
+from ..config import project_dir
+from ..scenario import catalog, journal, loader
+from ..scenario.display import Console
+from ..scenario.errors import ScenarioError
+from ..scenario.runner import Options, Runner
+from .common import open_lab, say, user_errors
+
+HELP_PROVIDER = "local (default), vagrant or vmware; overrides the lab file"
+
+
+@task(name="list")
+@user_errors
+def list_(ctx: Context) -> None:
+    """The scenarios in scenarios/: name, title, steps, and whether some checks need IPVS."""
+    paths = catalog.files(project_dir(ctx))
+    if not paths:
+        say(f"no scenarios in {project_dir(ctx) / catalog.FOLDER}")
+    broken = 0
+    for path in paths:
+        try:
+            scenario = loader.load(path)
+        except ScenarioError as exc:
+            broken += 1
+            say(f"{path.stem:<16} BROKEN: {exc}")
+            continue
+        extra = f"; needs {', '.join(sorted(scenario.features()))} for some checks" if (
+            scenario.features()) else ""
+        say(f"{scenario.name:<16} {scenario.title} ({len(scenario.steps)} steps{extra})")
+    if broken:
+        raise ScenarioError(f"{broken} scenario file(s) are malformed (see above)")
+
+
+@task(
+    help={
+        "name": "a scenario of scenarios/ (see scenario.list), or a path to a .yaml file",
+        "step": "pause before each step (Enter runs it, q stops; cleanup still runs)",
+        "json": "write a JSON journal of every step to this file",
+        "junit": "write JUnit XML (one test case per check) to this file, for a grader",
+        "provider": HELP_PROVIDER,
+    }
+)
+@user_errors
+def run(
+    ctx: Context,
+    name: str,
+    step: bool = False,
+    json_: str = "",
+    junit: str = "",
+    provider: str | None = None,
+) -> None:
+    """Run a scenario: each command as typed at its node's prompt, its output, a mark per check."""
+    scenario = loader.load(catalog.find(project_dir(ctx), name))
+    fix = "invoke lab.up" + (f" --provider {provider}" if provider else "")
+    with open_lab(ctx, provider, log=say) as lab:
+        record = Runner(scenario, lab, Console(), Options(step_mode=step, fix=fix)).run()
+    if json_:
+        journal.write_json(record, json_)
+    if junit:
+        journal.write_junit(record, junit)
+    if record.exit_code:
+        # The closing line is already on screen; only the status is left to give.
+        raise Exit(code=record.exit_code)
+
+
+namespace = Collection("scenario", list_, run)
