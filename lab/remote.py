@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import paramiko
@@ -172,6 +173,32 @@ class Node:
 
     def put(self, local_path: str, remote_path: str) -> None:
         self._connect().put(local_path, remote_path)
+
+    def stream(self, local_path: Path, command: str, timeout: int) -> None:
+        """Feed a local file to a remote command's stdin over one SSH channel.
+
+        Faster than SFTP plus a second command, and nothing is left on the node's disk.
+        """
+        transport = self._connect().client.get_transport()
+        if transport is None:
+            raise NodeError(self.name, "SSH connection closed")
+        channel = transport.open_session(timeout=self.settings.connect_timeout)
+        channel.settimeout(timeout)
+        try:
+            channel.exec_command(command)
+            with local_path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    channel.sendall(chunk)
+            channel.shutdown_write()
+            errors = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+            status = channel.recv_exit_status()
+        except (OSError, paramiko.SSHException) as exc:
+            raise NodeError(self.name, f"`{command}` < {local_path.name} failed: {exc}") from None
+        finally:
+            channel.close()
+        if status != 0:
+            last = errors.splitlines()[-1] if errors else "no output"
+            raise NodeError(self.name, f"`{command}` < {local_path.name} exited {status}: {last}")
 
     def write_file(self, remote_path: str, content: str, mode: str = "0644") -> None:
         quoted = shlex.quote(remote_path)

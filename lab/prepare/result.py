@@ -12,3 +12,4 @@ class Change:
     status: str  # ok, changed, absent (the thing does not exist on this node), skipped
     detail: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0

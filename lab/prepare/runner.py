@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,22 +34,29 @@ def prepare_nodes(
 ) -> dict[str, Outcome]:
     spec = lab.spec
     timeout = spec.ssh.command_timeout
-    wanted_images = images.archives(list(spec.images.values()), lab.directory / "images")
+    wanted_images = images.bundle(list(spec.images.values()), lab.directory / "images")
 
     def prepare(node: Node) -> NodePreparation:
         result = NodePreparation(node.name)
         result.facts = facts.gather(node)
+        node_facts = result.facts
         for command in lab.provider.node_setup_commands(node.spec):
             node.run(command, timeout=timeout, check=True)
-        result.changes.append(docker.converge(node, result.facts, timeout))
-        result.changes.append(
-            timesync.converge(node, result.facts, lab.provider.owns_clock, spec.time_sync, timeout)
-        )
-        result.changes.append(firewall.converge(node, spec.firewall))
-        result.changes.append(selinux.converge(node, spec.selinux))
-        result.changes.append(images.converge(node, wanted_images))
-        for change in result.changes:
-            log(f"  {node.name:<12} {change.resource:<9} {change.status:<8} {change.detail}")
+        steps: list[Callable[[], Change]] = [
+            lambda: docker.converge(node, node_facts, timeout),
+            lambda: timesync.converge(node, node_facts, lab.provider.owns_clock, spec.time_sync,
+                                      timeout),
+            lambda: firewall.converge(node, spec.firewall),
+            lambda: selinux.converge(node, spec.selinux),
+            lambda: images.converge(node, wanted_images),
+        ]
+        for step in steps:
+            start = time.monotonic()
+            change = step()
+            change.seconds = time.monotonic() - start
+            result.changes.append(change)
+            log(f"  {node.name:<12} {change.resource:<9} {change.status:<8}"
+                f" {change.detail} ({change.seconds:.1f} s)")
         return result
 
     return run_parallel(nodes, prepare, parallel=spec.ssh.parallel, deadline=timeout * 2)
