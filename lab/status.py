@@ -7,6 +7,7 @@ from typing import Any
 
 from . import swarm
 from .context import Lab
+from .prepare.timesync import measure_skew
 from .remote import Node, run_parallel
 
 NODE_PROBE = (
@@ -30,6 +31,7 @@ class NodeStatus:
     swarm_status: str = ""  # Ready/Down as the lab's leader sees it
     swarm_role: str = ""
     ready: bool = False
+    clock_skew: float | None = None  # node clock minus controller clock, seconds
     ssh: str = ""
     error: str = ""
 
@@ -53,7 +55,9 @@ def collect(lab: Lab) -> dict[str, Any]:
 
     def probe(node: Node) -> dict[str, str]:
         result = node.run(NODE_PROBE, timeout=30, shown="status probe")
-        return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+        found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+        found["skew"] = str(measure_skew(node))
+        return found
 
     outcomes = run_parallel(reachable, probe, parallel=lab.spec.ssh.parallel, deadline=60)
     for name, outcome in outcomes.items():
@@ -63,6 +67,7 @@ def collect(lab: Lab) -> dict[str, Any]:
             row.os = outcome.value.get("os", "")
             row.docker = outcome.value.get("docker", "")
             row.swarm_state = outcome.value.get("swarm", "")
+            row.clock_skew = round(float(outcome.value["skew"]), 3)
         else:
             row.error = outcome.error or ""
     leader = None
@@ -82,8 +87,10 @@ def collect(lab: Lab) -> dict[str, Any]:
             row.swarm_status = member.status
             row.swarm_role = member.role
             row.ready = member.status == "Ready"
+    skews = [row.clock_skew for row in rows.values() if row.clock_skew is not None]
     return {
         "lab": lab.spec.name,
+        "clock_spread_seconds": round(max(skews) - min(skews), 3) if skews else None,
         "provider": lab.spec.provider,
         "leader": leader.name if leader else None,
         "nodes": [asdict(row) for row in rows.values()],
