@@ -48,9 +48,10 @@ def _check_yaml(path: Path) -> None:
 
 
 def project_dir(ctx: Context | None = None) -> Path:
+    # invoke sets the prefix to the folder of tasks.py with a trailing separator.
     prefix = getattr(ctx.config, "_project_prefix", None) if ctx is not None else None
     if prefix:
-        return Path(prefix).parent
+        return Path(prefix)
     return Path.cwd()
 
 

@@ -58,6 +58,7 @@ class Lab:
 
     def close(self) -> None:
         self.forget_connections()
+        self.provider.close()
 
     def __enter__(self) -> Lab:
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -102,9 +103,8 @@ class LabState:
         return self.data["broken"]
 
     def remove(self) -> None:
-        """Forget the lab entirely (after lab.down removed everything)."""
-        for child in sorted(self.path.parent.glob("*"), reverse=True):
-            if child.is_file():
-                child.unlink()
-        with contextlib.suppress(OSError):
-            self.path.parent.rmdir()
+        """Forget the lab entirely (after lab.down removed everything it made).
+
+        The folder holds only the lab's own files: state, key pair, pinned host keys, caches.
+        """
+        shutil.rmtree(self.path.parent, ignore_errors=True)

@@ -116,3 +116,9 @@ def containers(label: str) -> list[str]:
         capture_output=True, text=True, check=True,
     ).stdout
     return sorted(out.split())
+
+
+@pytest.fixture(scope="session")
+def lab_up(shared_lab: LabHandle) -> LabHandle:
+    """The three-node lab that scenario tests run on (the same one as shared_lab)."""
+    return shared_lab

@@ -44,6 +44,17 @@ def test_up_gives_a_ready_swarm_with_a_table(shared_lab: LabHandle) -> None:
     assert seen == {n["name"]: n["address"] for n in shared_lab.nodes}
 
 
+def test_nodes_run_containers_and_services(shared_lab: LabHandle) -> None:
+    # The nested dockerd needs writable cgroups: a node where it cannot start a container
+    # would still join a swarm, so this is checked on its own.
+    for node in shared_lab.nodes:
+        ran = shared_lab.invoke("lab.exec", node["name"],
+                                "docker run --rm swarmlab/busybox:latest echo ran-here")
+        assert ran.code == 0 and "ran-here" in ran.stdout, ran.output
+        failed = shared_lab.invoke("lab.exec", node["name"], "systemctl --failed --no-legend")
+        assert failed.stdout.strip() == "", failed.output
+
+
 def test_rerun_on_a_converged_lab_changes_nothing(shared_lab: LabHandle) -> None:
     result = shared_lab.invoke("lab.up")
     assert result.code == 0, result.output

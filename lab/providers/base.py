@@ -47,7 +47,7 @@ class Provider(ABC):
     name: ClassVar[str]
     # Do the nodes keep their own clocks? Containers share the host's: a clock-skew
     # failure cannot be made on them, and time sync is the host's business.
-    owns_clock: ClassVar[bool] = True
+    owns_clock: bool = True
     # Can the provider snapshot and revert machines?
     can_snapshot: ClassVar[bool] = False
 
@@ -101,6 +101,10 @@ class Provider(ABC):
 
     def list_snapshots(self) -> list[str]:
         return []
+
+    def close(self) -> None:
+        """Let go of sessions to the provider's API (a vCenter login, say); most hold none."""
+        return None
 
     def node_setup_commands(self, node: NodeSpec) -> list[str]:
         """Provider-specific shell commands run over SSH during prepare (e.g. NIC fixes)."""

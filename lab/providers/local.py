@@ -320,10 +320,16 @@ class LocalProvider(Provider):
         deadline = time.monotonic() + SSH_WAIT_SECONDS
         while time.monotonic() < deadline:
             container = self._find_container(node)
-            if container is None or container.status == "exited":
+            if container is None:
+                raise NodeError(node.name, "its container vanished while booting")
+            if container.status == "exited":
+                state = container.attrs.get("State", {})
+                last = container.logs(tail=1).decode(errors="replace").strip()
                 raise NodeError(
                     node.name,
-                    "its container stopped while booting; see `docker logs"
+                    f"its container stopped while booting (exit {state.get('ExitCode')}"
+                    f"{', ' + state['Error'] if state.get('Error') else ''}"
+                    f"{', last words: ' + last if last else ''}); see `docker logs"
                     f" {self.container_name(node)}`",
                 )
             try:
