@@ -11,7 +11,7 @@ from __future__ import annotations
 from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from ..config import project_dir
+from ..config import project_dir, runtime_path
 from ..scenario import catalog, journal, loader
 from ..scenario.display import Console
 from ..scenario.errors import ScenarioError
@@ -63,7 +63,12 @@ def run(
 ) -> None:
     """Run a scenario: each command as typed at its node's prompt, its output, a mark per check."""
     scenario = loader.load(catalog.find(project_dir(ctx), name))
-    fix = "invoke lab.up" + (f" --provider {provider}" if provider else "")
+    # The command that makes this lab what scenarios need, with the options in use here.
+    lab_file = runtime_path(ctx)
+    fix = " ".join(
+        ["invoke", *(["-f", lab_file] if lab_file else []), "lab.up",
+         *(["--provider", provider] if provider else [])]
+    )
     with open_lab(ctx, provider, log=say) as lab:
         record = Runner(scenario, lab, Console(), Options(step_mode=step, fix=fix)).run()
     if json_:
