@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import INVOKE, ROOT, CLIResult, run_cli
+from tests.conftest import INVOKE, ROOT, CLIResult, LabHandle, run_cli
 
 pytestmark = pytest.mark.scenario
 
@@ -42,17 +42,9 @@ def kernel_has_ipvs() -> bool:
 
 
 @pytest.fixture(scope="module")
-def cli(request: pytest.FixtureRequest) -> CLI:
-    """The CLI against the default lab, brought up by conftest's lab_up or by `invoke lab.up`."""
-    try:
-        handle = request.getfixturevalue("lab_up")
-    except pytest.FixtureLookupError:
-        handle = None
-        up = run_cli("lab.up", timeout=900)
-        assert up.code == 0, up.output
-    if handle is not None and hasattr(handle, "invoke"):
-        return handle.invoke
-    return run_cli
+def cli(lab_up: LabHandle) -> CLI:
+    """The CLI against the suite's shared three-node lab (never the user's default lab)."""
+    return lab_up.invoke
 
 
 def services(cli: CLI) -> list[str]:
@@ -260,10 +252,11 @@ def never_converging(tmp_path: Path, name: str) -> Path:
         """)
 
 
-def test_ctrl_c_still_runs_the_cleanup(cli: CLI, tmp_path: Path) -> None:
+def test_ctrl_c_still_runs_the_cleanup(cli: CLI, lab_up: LabHandle, tmp_path: Path) -> None:
     path = never_converging(tmp_path, "t-ctrlc")
     process = subprocess.Popen(
-        [*INVOKE, "scenario.run", str(path)], cwd=ROOT, stdout=subprocess.PIPE,
+        [*INVOKE, "-f", str(lab_up.file), "scenario.run", str(path)],
+        cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
     )
     seen = []
@@ -281,7 +274,9 @@ def test_ctrl_c_still_runs_the_cleanup(cli: CLI, tmp_path: Path) -> None:
     assert "t-ctrlc" not in services(cli)
 
 
-def test_q_at_a_step_pause_stops_and_cleans_up(cli: CLI, tmp_path: Path) -> None:
+def test_q_at_a_step_pause_stops_and_cleans_up(
+    cli: CLI, lab_up: LabHandle, tmp_path: Path
+) -> None:
     path = lesson(tmp_path, """\
         title: Paused
         teaches: --step pauses before each step.
@@ -298,7 +293,8 @@ def test_q_at_a_step_pause_stops_and_cleans_up(cli: CLI, tmp_path: Path) -> None
             run: docker service rm t-step
         """)
     done = subprocess.run(
-        [*INVOKE, "scenario.run", str(path), "--step"], cwd=ROOT, input="\nq\n",
+        [*INVOKE, "-f", str(lab_up.file), "scenario.run", str(path), "--step"],
+        cwd=ROOT, input="\nq\n",
         capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 130, done.stdout + done.stderr
