@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .. import hostkeys
 from ..errors import LabError
 from ..spec import LabSpec, NodeSpec
 from ..state import LabState
@@ -84,9 +85,16 @@ class Provider(ABC):
     def status(self) -> list[MachineStatus]:
         """One entry per node in the spec, whether it exists or not."""
 
-    @abstractmethod
     def ssh_target(self, node: NodeSpec) -> SSHTarget:
-        """Connection parameters for a created node."""
+        """Connection parameters for a created node: by default its lab address, port 22,
+        the lab's key and the host key pinned when the machine was made."""
+        return SSHTarget(
+            host=node.address,
+            port=22,
+            user=self.spec.ssh.user,
+            key_filename=str(self.lab_dir / hostkeys.KEY_NAME),
+            known_hosts=str(hostkeys.known_hosts_path(self.lab_dir)),
+        )
 
     def advertise_address(self, node: NodeSpec) -> str:
         """The address the swarm must advertise: the lab network's, never a NAT one."""

@@ -24,7 +24,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from .. import hostkeys
 from ..errors import LabError, NodeError, SpecError
 from ..spec import NodeSpec
-from .base import MachineStatus, Provider, SSHTarget
+from .base import MachineStatus, Provider
 
 LABEL_LAB = "swarmlab.lab"
 LABEL_NODE = "swarmlab.node"
@@ -384,14 +384,6 @@ class LocalProvider(Provider):
             removed.append(f"network {network.name}")
         return removed
 
-    def ssh_target(self, node: NodeSpec) -> SSHTarget:
-        return SSHTarget(
-            host=node.address,
-            port=22,
-            user=self.spec.ssh.user,
-            key_filename=str(self.lab_dir / hostkeys.KEY_NAME),
-            known_hosts=str(hostkeys.known_hosts_path(self.lab_dir)),
-        )
 
 
 def _tar(files: dict[str, tuple[str, int]]) -> bytes:

@@ -31,7 +31,7 @@ from ..vsphere import clone, guest, inventory, simulator
 from ..vsphere.connection import connect, disconnect, fault_text, resolve_password
 from ..vsphere.settings import VSphereSettings, parse_settings
 from ..vsphere.tasks import TaskOutcome, run_tasks
-from .base import MachineStatus, Provider, SSHTarget
+from .base import MachineStatus, Provider
 
 VM_PATHS = ["config.extraConfig", "runtime.powerState", "guest.ipAddress"]
 TASK_TIMEOUT = 1800  # a full clone of a large template on a busy datastore takes long
@@ -641,16 +641,6 @@ class VMwareProvider(Provider):
         guest.wait_for_addresses(
             self.content, {node.name: (vms[node.name], node.address) for node in self.spec.nodes},
             timeout=self.settings.guest_timeout, log=self.log, since=since,
-        )
-
-    # --- reaching nodes ----------------------------------------------------------------
-    def ssh_target(self, node: NodeSpec) -> SSHTarget:
-        return SSHTarget(
-            host=node.address,
-            port=22,
-            user=self.spec.ssh.user,
-            key_filename=str(self.lab_dir / hostkeys.KEY_NAME),
-            known_hosts=str(hostkeys.known_hosts_path(self.lab_dir)),
         )
 
     def node_setup_commands(self, node: NodeSpec) -> list[str]:
