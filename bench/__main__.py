@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("bench_up", "bench_vsphere")
+BENCHMARKS = ("bench_up", "bench_vsphere", "bench_classroom")
 
 
 def main(names: list[str]) -> None:

@@ -51,6 +51,7 @@ LAB_DEFAULTS: dict[str, Any] = {
     "local": {"image": "swarmlab/node:bookworm"},
     "vagrant": {},
     "vmware": {},
+    "classroom": {},  # the class tasks' own section (lab/classroom/settings.py)
 }
 
 

@@ -7,7 +7,6 @@ tokens, no passwords.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil

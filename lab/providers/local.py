@@ -23,6 +23,7 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from .. import hostkeys
 from ..errors import LabError, NodeError, SpecError
+from ..hostroom import inotify_free
 from ..spec import NodeSpec
 from .base import MachineStatus, Provider
 
@@ -139,6 +140,7 @@ class LocalProvider(Provider):
             )
         version = self.client.version().get("Version", "?")
         self._check_subnet()
+        self._check_room()
         from ..images import ensure_images
 
         wanted = [self.image, *self.spec.images.values()]
@@ -156,6 +158,19 @@ class LocalProvider(Provider):
         lines = [f"docker engine {version}", f"node image {self.image}"]
         lines += [f"image {name}: {how}" for name, how in built.items() if how != "ok"]
         return lines
+
+    def _check_room(self) -> None:
+        """Each node's systemd takes about eight inotify instances from root's allowance;
+        past it a new node's systemd exits at once with no word, so say it here instead."""
+        missing = [n for n in self.spec.nodes if self._find_container(n) is None]
+        free, limit = inotify_free()
+        needed = 8 * len(missing)
+        if needed > free:
+            raise LabError(
+                f"this host has {free} inotify instances free (fs.inotify.max_user_instances ="
+                f" {limit}) and {len(missing)} new nodes need about {needed}; raise it with"
+                " `sysctl -w fs.inotify.max_user_instances=1024` (scripts/host-setup does)"
+            )
 
     def _existing_network(self) -> Any | None:
         networks = self.client.networks.list(names=[self.network_name])
