@@ -10,12 +10,13 @@ from invoke import Collection, Program
 
 from . import __version__
 from .config import LabConfig
-from .tasks import class_tasks, lab_tasks, scenario_tasks, swarm_tasks
+from .tasks import class_tasks, failure_tasks, lab_tasks, scenario_tasks, swarm_tasks
 
 namespace = Collection()
 namespace.add_collection(lab_tasks.namespace)
 namespace.add_collection(swarm_tasks.namespace)
 namespace.add_collection(scenario_tasks.namespace)
+namespace.add_collection(failure_tasks.namespace)
 namespace.add_collection(class_tasks.namespace)
 
 program = Program(namespace=namespace, config_class=LabConfig, name="swarmlab",

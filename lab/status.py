@@ -7,6 +7,7 @@ from typing import Any
 
 from . import swarm
 from .context import Lab
+from .errors import LabError
 from .prepare.timesync import measure_skew
 from .remote import Node, run_parallel
 
@@ -79,14 +80,19 @@ def collect(lab: Lab) -> dict[str, Any]:
                     break
             except Exception:
                 continue
+    current: list[swarm.SwarmMember] = []
     if leader is not None:
-        for member in swarm.members(leader):
-            row = rows.get(member.hostname)
-            if row is None or (row.swarm_status == "Ready" and member.status != "Ready"):
-                continue
-            row.swarm_status = member.status
-            row.swarm_role = member.role
-            row.ready = member.status == "Ready"
+        try:
+            current = swarm.members(leader)
+        except LabError:  # a manager that lost its quorum between the two questions
+            leader = None
+    for member in current:
+        row = rows.get(member.hostname)
+        if row is None or (row.swarm_status == "Ready" and member.status != "Ready"):
+            continue
+        row.swarm_status = member.status
+        row.swarm_role = member.role
+        row.ready = member.status == "Ready"
     skews = [row.clock_skew for row in rows.values() if row.clock_skew is not None]
     return {
         "lab": lab.spec.name,

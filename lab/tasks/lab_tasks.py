@@ -17,6 +17,7 @@ from ..prepare.facts import gather
 from ..prepare.timesync import make_time_right
 from ..remote import run_parallel
 from .common import err, open_lab, say, user_errors
+from .doctor_tasks import doctor
 
 HELP_PROVIDER = "local (default), vagrant or vmware; overrides the lab file"
 HELP_INSECURE = "accept a self-signed vCenter certificate (vmware only)"
@@ -136,4 +137,4 @@ def reset(ctx: Context, to: str = "", provider: str | None = None, insecure: boo
         say(f"lab {lab.spec.name} reset to {target}")
 
 
-namespace = Collection("lab", up, down, status_, ssh, exec_, snapshot, reset)
+namespace = Collection("lab", up, down, status_, ssh, exec_, snapshot, reset, doctor)

@@ -1,0 +1,34 @@
+"""`lab.doctor`: look at a lab and say what is wrong with it, why, and how to fix it.
+
+survey.py probes every node once; each module of checks/ turns that (and, for ports and
+overlay, a little more work on the nodes) into findings; report.py shows them in English
+or Chinese, or as JSON. The doctor never reads the lab's record of failures broken on
+purpose: it must recognise them, and their cousins, from the lab alone.
+"""
+
+from __future__ import annotations
+
+from ..context import Lab
+from ..errors import LabError
+from .checks import CHECKS
+from .finding import ERROR, Finding
+from .survey import take
+from .text import Text
+
+
+def examine(lab: Lab) -> list[Finding]:
+    survey = take(lab)
+    findings: list[Finding] = []
+    for check in CHECKS:
+        try:
+            findings += check.check(survey)
+        except LabError as exc:
+            # A check that cannot run proves nothing: that is not "nothing is wrong".
+            findings.append(Finding(check.NAME, "", ERROR,
+                                    Text(f"the check could not run: {exc}",
+                                         f"检查无法运行：{exc}")))
+    return findings
+
+
+def exit_code(findings: list[Finding]) -> int:
+    return 1 if any(f.failing for f in findings) else 0
