@@ -1,0 +1,616 @@
+"""The vagrant provider: the lab's machines made by Vagrant through python-vagrant.
+
+VirtualBox (the default, for instructors' and students' laptops), libvirt (QEMU), or Vagrant's
+own docker provider with the local node image (hosts without a hypervisor, and the tests
+here). `vagrant/Vagrantfile` defines the machines from a JSON spec written per lab; this module
+runs vagrant in the lab's own project directory and checks every machine's state after each
+command, because python-vagrant and vagrant do not always fail loudly.
+
+SSH goes where `vagrant ssh-config` says (a forwarded port on 127.0.0.1, which moves when a
+machine is recreated or restarted), as the lab's user with the lab's key, and the host key is
+pinned under the machine's name rather than under host:port. The swarm always advertises the
+lab file's address on the private network, never VirtualBox's NAT address (10.0.2.15).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, NotFound
+
+from .. import hostkeys
+from ..errors import LabError, NodeError, SpecError
+from ..spec import LabSpec, NodeSpec
+from ..state import LabState
+from ..vagrant_project import (
+    AUTHORIZED_KEYS,
+    MIN_VERSION,
+    VBOX_NETWORKS_CONF,
+    VagrantProject,
+    parse_snapshot_list,
+    vagrant_binary,
+    vbox_allowed_ranges,
+    vbox_range_fix,
+    version_tuple,
+)
+from .base import MachineStatus, Provider, SSHTarget
+from .local import LABEL_LAB, LABEL_NODE, apt_mirror_hosts, docker_client, host_routes
+
+VAGRANT_PROVIDERS = ("virtualbox", "libvirt", "docker")
+SNAPSHOT_PROVIDERS = ("virtualbox", "libvirt")
+# Vagrant's words for a machine that is not there (yet): `preparing` is a docker machine whose
+# `vagrant up` was interrupted before the container's id was recorded.
+ABSENT_STATES = ("not_created", "preparing")
+HOST_KEY_WAIT_SECONDS = 60
+RERUN_HINT = (
+    "fix the cause and rerun `invoke lab.up` (after `invoke lab.down` if a machine must be"
+    " rebuilt)"
+)
+
+
+@dataclass(frozen=True)
+class VagrantSettings:
+    """The lab file's `vagrant:` section, checked."""
+
+    provider: str = "virtualbox"
+    box: str = "debian/bookworm64"
+    box_version: str = ""
+    cpus: int = 1
+    memory: int = 1024  # MiB: three machines must fit on a student's 8 GiB laptop
+    image: str = "swarmlab/node:bookworm"  # docker provider only
+    storage_pool: str = ""  # libvirt only; empty: libvirt's default pool
+    boot_timeout: int = 300  # Vagrant's own default; TCG guests under load need most of it
+    networks_conf: str = str(VBOX_NETWORKS_CONF)  # VirtualBox only; tests point it elsewhere
+
+
+def parse_settings(spec: LabSpec) -> VagrantSettings:
+    raw = dict(spec.provider_settings)
+    allowed = VagrantSettings.__dataclass_fields__
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        raise SpecError(
+            f"lab file: vagrant.{sorted(unknown)[0]} is unknown; allowed: "
+            + ", ".join(sorted(allowed))
+        )
+    provider = raw.get("provider", VagrantSettings.provider)
+    if provider not in VAGRANT_PROVIDERS:
+        raise SpecError(
+            f"lab file: vagrant.provider is {provider!r}; allowed: {', '.join(VAGRANT_PROVIDERS)}"
+        )
+    for key, low, high in (("cpus", 1, 64), ("memory", 256, 262144), ("boot_timeout", 5, 3600)):
+        value = raw.get(key, getattr(VagrantSettings, key))
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise SpecError(
+                f"lab file: vagrant.{key} is {value!r}; allowed: a whole number from {low}"
+                f" to {high}"
+            )
+    for key in ("box", "box_version", "image", "storage_pool", "networks_conf"):
+        if key in raw and not isinstance(raw[key], str | int | float):
+            raise SpecError(f"lab file: vagrant.{key} is {raw[key]!r}; allowed: a string")
+        if key in raw:
+            raw[key] = str(raw[key])
+    if not raw.get("box", "x"):
+        raise SpecError("lab file: vagrant.box is empty; allowed: a box name such as"
+                        " debian/bookworm64")
+    return VagrantSettings(**raw)
+
+
+class VagrantProvider(Provider):
+    name = "vagrant"
+
+    def __init__(self, spec: LabSpec, state: LabState, log: Any = print):
+        super().__init__(spec, state, log)
+        self.settings = parse_settings(spec)
+        self.project = VagrantProject(self.lab_dir / "vagrant", self.settings.provider, spec.name)
+        self._client: docker.DockerClient | None = None
+
+    @property  # type: ignore[override]
+    def owns_clock(self) -> bool:
+        # Docker machines are containers: they share the host's clock and may not set it.
+        return self.settings.provider != "docker"
+
+    @property  # type: ignore[override]
+    def can_snapshot(self) -> bool:
+        return self.settings.provider in SNAPSHOT_PROVIDERS
+
+    @property
+    def docker(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
+
+    @property
+    def network_name(self) -> str:
+        return f"swarmlab-{self.spec.name}"
+
+    def machine_name(self, node: NodeSpec) -> str:
+        """The VM's or container's name: unique per lab, so labs never collide."""
+        return f"swarmlab-{self.spec.name}-{node.name}"
+
+    def volume_name(self, node: NodeSpec) -> str:
+        return f"{self.machine_name(node)}-docker"
+
+    def host_key_alias(self, node: NodeSpec) -> str:
+        # Machines share 127.0.0.1 and their forwarded ports move (a restarted container gets
+        # a new one): the key is pinned under the machine's name, never under host:port.
+        return self.machine_name(node)
+
+    # --- the spec the Vagrantfile reads ------------------------------------------------
+    def vagrant_spec(self) -> dict[str, Any]:
+        subnet = ipaddress.IPv4Network(self.spec.subnet)
+        lab_key = hostkeys.lab_key(self.lab_dir, self.spec.name)
+        docker_provider = self.settings.provider == "docker"
+        return {
+            "lab": self.spec.name,
+            "provider": self.settings.provider,
+            "box": self.settings.box,
+            "box_version": self.settings.box_version,
+            "cpus": self.settings.cpus,
+            "memory": self.settings.memory,
+            "image": self.settings.image,
+            "storage_pool": self.settings.storage_pool,
+            "boot_timeout": self.settings.boot_timeout,
+            "network": self.network_name,
+            "subnet": str(subnet),
+            "netmask": str(subnet.netmask),
+            "ssh_user": self.spec.ssh.user,
+            "public_key": hostkeys.public_key(lab_key),
+            "private_key": str(lab_key),
+            "authorized_keys": str(self.project.directory / AUTHORIZED_KEYS),
+            "extra_hosts": apt_mirror_hosts() if docker_provider else {},
+            "nodes": [
+                {"name": node.name, "role": node.role, "address": node.address,
+                 "machine": self.machine_name(node), "volume": self.volume_name(node)}
+                for node in self.spec.nodes
+            ],
+        }
+
+    def _write_project(self) -> None:
+        spec = self.vagrant_spec()
+        key = spec["public_key"] if self.settings.provider == "docker" else None
+        self.project.write(spec, authorized_key=key)
+
+    # --- preflight -----------------------------------------------------------------------
+    def preflight(self) -> list[str]:
+        vagrant_binary()
+        self._check_made_with()
+        self._write_project()
+        version = self.project.version()
+        if version_tuple(version) < MIN_VERSION:
+            raise LabError(
+                f"vagrant {version} is too old; {'.'.join(map(str, MIN_VERSION))} or later is"
+                " needed: run `sudo scripts/install-vagrant` or upgrade Vagrant"
+            )
+        lines = [f"vagrant {version}, provider {self.settings.provider}"]
+        provider = self.settings.provider
+        if provider == "docker":
+            lines += self._preflight_docker()
+        elif provider == "virtualbox":
+            lines += self._preflight_virtualbox()
+        else:
+            lines += self._preflight_libvirt()
+        if provider != "docker":
+            lines.append(self._check_box())
+        if not self.can_snapshot:
+            lines.append(f"snapshots: not with vagrant's {provider} provider")
+        return lines
+
+    def _check_made_with(self) -> None:
+        """A lab's machines stay with the vagrant provider that made them until lab.down."""
+        made = (self.project.read_spec() or {}).get("provider")
+        if made and made != self.settings.provider and self.state.machines:
+            raise LabError(
+                f"lab {self.spec.name!r} was made with vagrant's {made} provider, not"
+                f" {self.settings.provider}; run `invoke lab.down` first or set"
+                f" vagrant.provider: {made}"
+            )
+
+    def _preflight_docker(self) -> list[str]:
+        if self.spec.os_family != "debian":
+            raise SpecError(
+                "lab file: os_family rhel is not available with vagrant's docker provider (its"
+                " node image is Debian); use os_family: debian, or vagrant.provider virtualbox"
+            )
+        if self.spec.ssh.user != "root":
+            raise SpecError(
+                f"lab file: ssh.user {self.spec.ssh.user} is not available with vagrant's docker"
+                " provider (its node image has only root); use ssh.user: root"
+            )
+        if not shutil.which("docker"):
+            raise LabError(
+                "vagrant's docker provider runs the `docker` command, which is not on PATH;"
+                " run `make docker` or `apt-get install docker.io`"
+            )
+        engine = self.docker.version().get("Version", "?")
+        self._check_docker_subnet()
+        from ..images import ensure_images
+
+        wanted = [self.settings.image, *self.spec.images.values()]
+        local = [name for name in wanted if name.startswith("swarmlab/")]
+        built = ensure_images(local, log=self.log, client=self.docker)
+        for name in set(wanted) - set(local):
+            try:
+                self.docker.images.get(name)
+            except NotFound:
+                raise LabError(
+                    f"image {name} is not on this host and nothing can be pulled here;"
+                    " load it with `docker load` or use the swarmlab/ images"
+                ) from None
+        lines = [f"docker engine {engine}, node image {self.settings.image}"]
+        return lines + [f"image {name}: {how}" for name, how in built.items() if how != "ok"]
+
+    def _preflight_virtualbox(self) -> list[str]:
+        vboxmanage = shutil.which("VBoxManage")
+        if not vboxmanage:
+            raise LabError(
+                "VirtualBox is not installed (no VBoxManage on PATH): install VirtualBox 6.1 or"
+                " 7 from virtualbox.org, or set vagrant.provider to libvirt or docker"
+            )
+        version = subprocess.run(
+            [vboxmanage, "--version"], capture_output=True, text=True, check=False
+        ).stdout.strip() or "unknown version"
+        conf = Path(self.settings.networks_conf)
+        subnet = ipaddress.IPv4Network(self.spec.subnet)
+        allowed = vbox_allowed_ranges(conf)
+        if not any(subnet.subnet_of(network) for network in allowed):
+            shown = ", ".join(map(str, allowed)) or "none"
+            raise SpecError(
+                f"lab file: subnet {subnet} is outside the host-only ranges VirtualBox allows"
+                f" here ({shown}); {vbox_range_fix(subnet, conf)}, or use a subnet inside them"
+            )
+        return [f"VirtualBox {version}, host-only subnet {subnet} allowed"]
+
+    def _preflight_libvirt(self) -> list[str]:
+        with self.project.failing_as("vagrant plugin list"):
+            plugins = {plugin.name: plugin.version for plugin in self.project.client.plugin_list()}
+        if "vagrant-libvirt" not in plugins:
+            raise LabError(
+                "the vagrant-libvirt plugin is missing: run `apt-get install"
+                " --no-install-recommends vagrant-libvirt libvirt-daemon-system`, or set"
+                " vagrant.provider to virtualbox or docker"
+            )
+        return [f"vagrant-libvirt {plugins['vagrant-libvirt']}"]
+
+    def _check_box(self) -> str:
+        box, version, provider = (
+            self.settings.box, self.settings.box_version, self.settings.provider,
+        )
+        with self.project.failing_as("vagrant box list"):
+            boxes = self.project.client.box_list()
+        have = [b for b in boxes if b.name == box and b.provider == provider]
+        if version:
+            have = [b for b in have if b.version == version]
+        if not have:
+            wanted = f"{box} {version}".strip()
+            version_flag = f" --box-version {version}" if version else ""
+            raise LabError(
+                f"box {wanted} for {provider} is not on this machine; add it with `vagrant box"
+                f" add {box}{version_flag} --provider {provider}` (or `vagrant box add --name"
+                f" {box} FILE.box` from a local file), or set vagrant.box"
+            )
+        return f"box {box} {have[-1].version} ({provider})"
+
+    def _check_docker_subnet(self) -> None:
+        subnet = ipaddress.IPv4Network(self.spec.subnet)
+        network = self._existing_network()
+        own_bridge = None
+        if network is not None:
+            configs = network.attrs.get("IPAM", {}).get("Config") or []
+            current = configs[0].get("Subnet") if configs else None
+            if current != str(subnet):
+                raise SpecError(
+                    f"lab file: subnet {subnet} differs from the lab's existing network"
+                    f" ({current}); run `invoke lab.down` first or keep subnet {current}"
+                )
+            options = network.attrs.get("Options") or {}
+            own_bridge = options.get("com.docker.network.bridge.name") or "br-" + network.id[:12]
+        for route, dev in host_routes():
+            if dev != own_bridge and route.overlaps(subnet):
+                raise SpecError(
+                    f"lab file: subnet {subnet} overlaps the host's route {route} on {dev};"
+                    " pick a free range, for example 10.78.0.0/24"
+                )
+
+    def _existing_network(self) -> Any | None:
+        networks = self.docker.networks.list(names=[self.network_name])
+        network = next((n for n in networks if n.name == self.network_name), None)
+        if network is not None and network.attrs.get("Labels", {}).get(LABEL_LAB) != self.spec.name:
+            raise LabError(
+                f"a Docker network named {self.network_name} exists but is not this lab's;"
+                " rename the lab (name:) or remove that network yourself"
+            )
+        return network
+
+    # --- create ----------------------------------------------------------------------------
+    def create(self) -> dict[str, str]:
+        self._write_project()
+        provider = self.settings.provider
+        before = self._states()
+        todo = [node for node in self.spec.nodes if before[node.name] != "running"]
+        if provider == "docker" and todo:
+            self._ensure_network()
+            for node in todo:
+                if before[node.name] not in ABSENT_STATES and node.name not in self.state.machines:
+                    # A container whose first `vagrant up` was interrupted (typically killed
+                    # while `docker run` started it) may never start again; it holds nothing
+                    # yet, so it is made anew, as a fresh up would.
+                    with self.project.failing_as(f"vagrant destroy {node.name}"):
+                        self.project.client.destroy(vm_name=node.name)
+                    before[node.name] = "not_created"
+                if before[node.name] in ABSENT_STATES:
+                    self._remove_orphans(node)
+        after = before
+        if provider == "virtualbox":
+            # VirtualBox's provider cannot `vagrant up --parallel`: one machine at a time,
+            # each checked before the next (preparation afterwards runs in parallel).
+            for node in todo:
+                self._up(node)
+                after = self._check_running([node], "vagrant up " + node.name)
+        elif todo:
+            # docker and libvirt bring machines up in parallel by themselves.
+            self._up(None)
+            after = self._check_running(self.spec.nodes, "vagrant up")
+        results = {
+            node.name: "ok" if before[node.name] == "running"
+            else "created" if before[node.name] in ABSENT_STATES else "started"
+            for node in self.spec.nodes
+        }
+        self._record_machines(after)
+        return results
+
+    def _states(self) -> dict[str, str]:
+        states = self.project.status()
+        missing = [node.name for node in self.spec.nodes if node.name not in states]
+        if missing:
+            raise LabError(
+                f"`vagrant status` does not list {', '.join(missing)}; see"
+                f" {self.project.spec_path} and {self.project.log_path}"
+            )
+        return states
+
+    def _up(self, node: NodeSpec | None) -> None:
+        what = "vagrant up" + (f" {node.name}" if node else "")
+        self.log(f"    {what} ({self.settings.provider}); log: {self.project.log_path}")
+        try:
+            with self.project.failing_as(what):
+                self.project.client.up(
+                    vm_name=node.name if node else None, provider=self.settings.provider
+                )
+        except LabError as exc:
+            if node is not None:
+                failed = [node.name]
+            else:
+                states = self.project.status()
+                failed = [n.name for n in self.spec.nodes if states.get(n.name) != "running"]
+            raise LabError(
+                f"{', '.join(failed) or 'a machine'} did not come up: {exc}; {RERUN_HINT}"
+            ) from None
+
+    def _check_running(self, nodes: Any, after: str) -> dict[str, str]:
+        """Every node in `nodes` must be running now, whatever vagrant's exit status said."""
+        states = self.project.status()
+        wrong = [node for node in nodes if states.get(node.name) != "running"]
+        if wrong:
+            node = wrong[0]
+            raise NodeError(
+                node.name,
+                f"is {states.get(node.name, 'absent')} after `{after}`, not running; see"
+                f" {self.project.log_path}; {RERUN_HINT}",
+            )
+        return states
+
+    def _record_machines(self, states: dict[str, str]) -> None:
+        """Record where each machine answers SSH and pin the key of every new machine.
+
+        The address is read again every time: forwarded ports move when a machine is
+        recreated or restarted (Docker picks a new one).
+        """
+        configs = self.project.ssh_configs()
+        pinned = {line.split()[0] for line in
+                  hostkeys.known_hosts_path(self.lab_dir).read_text().splitlines() if line.strip()}
+        for node in self.spec.nodes:
+            config = configs.get(node.name)
+            if not config or "Port" not in config:
+                raise NodeError(
+                    node.name, "`vagrant ssh-config` gives no SSH address for it; see"
+                    f" {self.project.log_path}; {RERUN_HINT}",
+                )
+            vagrant_id = self.project.machine_id(node.name)
+            new = self.state.machines.get(node.name, {}).get("vagrant_id") != vagrant_id
+            facts: dict[str, Any] = {
+                "machine": self.machine_name(node), "address": node.address,
+                "vagrant_provider": self.settings.provider, "vagrant_id": vagrant_id,
+                "power": states[node.name], "ssh_host": config.get("HostName", "127.0.0.1"),
+                "ssh_port": int(config["Port"]),
+            }
+            if new:
+                facts["created"] = time.time()
+            self.state.record_machine(node.name, **facts)
+            # Trust on first use, right after creation: the key a machine shows when this lab
+            # first sees it (a new Vagrant id) is the only one accepted later. So a machine
+            # recreated by hand is re-pinned by lab.up, and one whose key was never recorded
+            # (a run interrupted between `vagrant up` and here) is still the one this lab made.
+            if new or self.host_key_alias(node) not in pinned:
+                key = hostkeys.scan(facts["ssh_host"], facts["ssh_port"], HOST_KEY_WAIT_SECONDS)
+                hostkeys.pin(self.lab_dir, self.host_key_alias(node), 22, key)
+
+    # --- docker machines: the lab's network and leftovers ------------------------------
+    def _ensure_network(self) -> None:
+        if self._existing_network() is not None:
+            return
+        subnet = ipaddress.IPv4Network(self.spec.subnet)
+        ipam = docker.types.IPAMConfig(pool_configs=[
+            docker.types.IPAMPool(subnet=str(subnet), gateway=str(next(subnet.hosts())))
+        ])
+        try:
+            self.docker.networks.create(
+                self.network_name, driver="bridge", ipam=ipam,
+                labels={LABEL_LAB: self.spec.name},
+                options={"com.docker.network.bridge.name": f"sl-{self.spec.name}"[:15]},
+            )
+        except APIError as exc:
+            raise LabError(
+                f"cannot create network {self.network_name} on {subnet}: {exc.explanation};"
+                " pick another subnet in the lab file"
+            ) from None
+        self.state.record_resource("network", self.network_name)
+
+    def _remove_orphans(self, node: NodeSpec) -> None:
+        """A container (and volume) Vagrant does not know: left by an interrupted `up`.
+
+        Vagrant would fail on the name; a new machine gets a new disk, like any fresh up.
+        Only what carries this lab's and this node's labels is touched.
+        """
+        selector = {"label": [f"{LABEL_LAB}={self.spec.name}", f"{LABEL_NODE}={node.name}"]}
+        for container in self.docker.containers.list(all=True, filters=selector):
+            container.remove(force=True)
+            self.log(f"    {node.name}: removed container {container.name} left by an"
+                     " interrupted run")
+        for volume in self.docker.volumes.list(filters=selector):
+            volume.remove(force=True)
+
+    # --- status / destroy / halt ---------------------------------------------------------
+    def status(self) -> list[MachineStatus]:
+        states = self.project.status() if self.project.exists else {}
+        found = []
+        for node in self.spec.nodes:
+            state = states.get(node.name, "not_created")
+            found.append(MachineStatus(
+                node.name,
+                exists=state not in ABSENT_STATES,
+                running=state == "running",
+                address=node.address,
+                power=state,
+                detail={"machine": self.machine_name(node),
+                        "vagrant_provider": self.settings.provider,
+                        "project": str(self.project.directory)},
+            ))
+        return found
+
+    def destroy(self) -> list[str]:
+        removed: list[str] = []
+        made = self.project.read_spec() or {}
+        provider = made.get("provider", self.settings.provider)
+        if self.project.exists:
+            # The spec on disk describes what was made; the lab file may have changed since.
+            names = [n["name"] for n in made.get("nodes", [])] or [n.name for n in self.spec.nodes]
+            project = VagrantProject(self.project.directory, provider, self.spec.name)
+            states = project.status()
+            existing = [name for name in names if states.get(name) not in (*ABSENT_STATES, None)]
+            if existing:
+                with project.failing_as("vagrant destroy"):
+                    project.client.destroy()
+                states = project.status()
+                left = [name for name in names if states.get(name) not in (*ABSENT_STATES, None)]
+                if left:
+                    raise LabError(
+                        f"`vagrant destroy` left {', '.join(left)}; see {project.log_path} and"
+                        " rerun `invoke lab.down`"
+                    )
+                removed += [f"{provider} machine {name}" for name in existing]
+        if provider == "docker":
+            removed += self._remove_labelled()
+        if self.project.directory.exists():
+            self.project.remove()
+            removed.append(f"vagrant project {self.project.directory}")
+        return removed
+
+    def _remove_labelled(self) -> list[str]:
+        """Whatever Docker holds with this lab's label: leftovers, volumes, the network."""
+        removed = []
+        selector = {"label": f"{LABEL_LAB}={self.spec.name}"}
+        for container in self.docker.containers.list(all=True, filters=selector):
+            container.remove(force=True)
+            removed.append(f"container {container.name}")
+        for volume in self.docker.volumes.list(filters=selector):
+            volume.remove(force=True)
+            removed.append(f"volume {volume.name}")
+        for network in self.docker.networks.list(filters=selector):
+            network.remove()
+            removed.append(f"network {network.name}")
+        return removed
+
+    def halt(self, node: NodeSpec | None = None) -> None:
+        """Power machines off (all, or one); `lab.up` starts them again."""
+        what = "vagrant halt" + (f" {node.name}" if node else "")
+        with self.project.failing_as(what):
+            self.project.client.halt(vm_name=node.name if node else None)
+        states = self.project.status()
+        nodes = [node] if node else list(self.spec.nodes)
+        still = [n.name for n in nodes if states.get(n.name) == "running"]
+        if still:
+            raise LabError(f"{', '.join(still)} still running after `{what}`; see"
+                           f" {self.project.log_path}")
+        for halted in nodes:
+            self.state.record_machine(halted.name, power=states.get(halted.name, "unknown"))
+
+    def ssh_target(self, node: NodeSpec) -> SSHTarget:
+        machine = self.state.machines.get(node.name, {})
+        if "ssh_port" not in machine:
+            raise NodeError(node.name, "has no SSH address recorded; run `invoke lab.up`")
+        # The lab's user and key, not the box's `vagrant` user: the Vagrantfile installs the
+        # lab key for that user, so prepare and the swarm work the same on every provider.
+        return SSHTarget(
+            host=machine["ssh_host"],
+            port=int(machine["ssh_port"]),
+            user=self.spec.ssh.user,
+            key_filename=str(self.lab_dir / hostkeys.KEY_NAME),
+            known_hosts=str(hostkeys.known_hosts_path(self.lab_dir)),
+            host_key_alias=self.host_key_alias(node),
+        )
+
+    # --- snapshots -----------------------------------------------------------------------
+    def _require_snapshots(self) -> None:
+        if not self.can_snapshot:
+            raise LabError(
+                f"vagrant's {self.settings.provider} provider cannot take snapshots; use"
+                " vagrant.provider virtualbox or libvirt, or rebuild with `invoke lab.down`"
+                " then `invoke lab.up`"
+            )
+
+    def snapshot(self, name: str) -> None:
+        self._require_snapshots()
+        # --force: taking the same name again replaces it, so a rerun after a failure on one
+        # machine finishes the job.
+        self.project.run("snapshot", "save", "--force", name)
+        missing = [node for node, names in self._snapshots().items() if name not in names]
+        if missing:
+            raise LabError(
+                f"snapshot {name} is missing on {', '.join(missing)} after `vagrant snapshot"
+                f" save`; see {self.project.log_path} and rerun `invoke lab.snapshot {name}`"
+            )
+        self._check_running(self.spec.nodes, "vagrant snapshot save")
+
+    def revert(self, name: str) -> None:
+        self._require_snapshots()
+        lacking = [node for node, names in self._snapshots().items() if name not in names]
+        if lacking:
+            raise LabError(
+                f"no snapshot {name} on {', '.join(lacking)}; see `invoke lab.reset` without"
+                " --to for the latest, or take it with `invoke lab.snapshot NAME`"
+            )
+        # --no-provision: the machines come back exactly as saved (python-vagrant's
+        # snapshot_restore would run the provisioners again).
+        self.project.run("snapshot", "restore", "--no-provision", name)
+        states = self._check_running(self.spec.nodes, "vagrant snapshot restore")
+        self._record_machines(states)
+
+    def list_snapshots(self) -> list[str]:
+        """Snapshots every machine has, oldest first (so the last one is the latest)."""
+        self._require_snapshots()
+        per_machine = self._snapshots()
+        first = per_machine.get(self.spec.nodes[0].name, [])
+        return [name for name in first if all(name in names for names in per_machine.values())]
+
+    def _snapshots(self) -> dict[str, list[str]]:
+        found = parse_snapshot_list(
+            self.project.run("snapshot", "list", "--machine-readable", what="vagrant snapshot list")
+        )
+        return {node.name: found.get(node.name, []) for node in self.spec.nodes}
