@@ -158,6 +158,11 @@ class Node:
             raise NodeError(
                 self.name, f"lost the SSH connection during `{display}`: {exc}"
             ) from None
+        except KeyboardInterrupt:
+            # Ctrl-C mid-command leaves the session half-read: the cleanup that follows must
+            # get a fresh connection, not this one.
+            self.close()
+            raise
         outcome = CommandResult(
             command=display,
             exit_code=result.exited,
