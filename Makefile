@@ -5,12 +5,14 @@ PY := $(VENV)/bin/python
 INVOKE := $(VENV)/bin/invoke
 STAMP := $(VENV)/.installed
 
-.PHONY: lab test deps venv docker images lint bench vcsim down docker-stop clean
+.PHONY: lab test deps venv docker images libvirt box lint bench vcsim down docker-stop \
+	libvirt-stop clean
 
 lab: deps venv docker images
 	$(INVOKE) lab.up
 
-test: deps venv docker images
+# The vm lane (real VMs under QEMU) needs libvirt and the box; both are cheap when present.
+test: deps venv docker images libvirt box
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
@@ -30,6 +32,14 @@ docker:
 images: venv docker
 	$(PY) -m lab.images
 
+libvirt:
+	@scripts/ensure-libvirt
+
+# The libvirt Vagrant box, from Debian packages; rebuilt only when vagrant/box/ or its
+# package list changes (.cache/box/<recipe digest>/).
+box: venv libvirt
+	$(PY) -m lab.box build
+
 vcsim: venv
 	$(PY) -m lab.vcsim build
 
@@ -45,6 +55,15 @@ down: venv
 # Ends only the dockerd that scripts/ensure-docker started (its PID file), nothing else.
 docker-stop:
 	@if [ -f .cache/dockerd.pid ]; then kill "$$(cat .cache/dockerd.pid)" && rm .cache/dockerd.pid; fi
+
+# Ends only the libvirtd and virtlogd that scripts/ensure-libvirt started (their PID files).
+# It waits for them to exit: a libvirtd started before the old one let go of /run/libvirtd.pid
+# gives up at once.
+libvirt-stop:
+	@for d in libvirtd virtlogd; do f=.cache/libvirt/$$d.pid; [ -f $$f ] || continue; \
+	pid=$$(cat $$f); kill $$pid 2>/dev/null; i=0; \
+	while kill -0 $$pid 2>/dev/null && [ $$i -lt 60 ]; do sleep 0.5; i=$$((i+1)); done; \
+	rm -f $$f; done
 
 clean:
 	rm -rf .cache/go .pytest_cache .ruff_cache

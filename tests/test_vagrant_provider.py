@@ -310,12 +310,67 @@ def test_subnet_outside_virtualbox_ranges_says_which_line_to_add__fake_vboxmanag
         provider.preflight()
 
 
-def test_missing_libvirt_plugin_is_one_line_with_the_install_command(
+HIDE_SYSTEM_PLUGINS = """#!/bin/sh
+# Stands in for vagrant on a machine whose vagrant-libvirt is a system plugin (Debian's
+# package registers it where no environment variable can hide it): `plugin list` answers
+# that there are none, everything else is the real vagrant.
+[ "$1" = plugin ] && [ "$2" = list ] && exit 0
+exec {real} "$@"
+"""
+
+
+def test_missing_libvirt_plugin_is_one_line__stand_in_vagrant_hides_the_installed_plugin(
     tmp_path: Path, fake_vbox: dict[str, str]
 ) -> None:
+    real = shutil.which("vagrant")
+    stand_in = Path(fake_vbox["PATH"].split(":")[0]) / "vagrant"
+    stand_in.write_text(HIDE_SYSTEM_PLUGINS.format(real=shlex.quote(str(real))))
+    stand_in.chmod(0o755)
     provider = provider_for(tmp_path, "t-vag-virt", 44, provider="libvirt")
     with pytest.raises(LabError, match="the vagrant-libvirt plugin is missing: run `apt-get"):
         provider.preflight()
+
+
+def test_libvirt_defaults_to_the_projects_box_pool_and_a_management_network(
+    tmp_path: Path,
+) -> None:
+    provider = provider_for(tmp_path, "t-vag-virt", 44, provider="libvirt")
+    spec = provider.vagrant_spec()
+    assert (spec["box"], spec["storage_pool"]) == ("swarmlab/bookworm", "swarmlab")
+    assert (spec["management_network"], spec["management_subnet"]) == (
+        "swarmlab-t-vag-virt-mgmt", "10.201.45.0/24")
+    assert provider.settings.boot_timeout == 900
+    pinned = provider_for(tmp_path, "t-vag-virt2", 46, provider="libvirt",
+                          management_subnet="10.201.99.0/24", libvirt_driver="kvm")
+    assert pinned.vagrant_spec()["management_subnet"] == "10.201.99.0/24"
+    assert pinned.vagrant_spec()["libvirt_driver"] == "kvm"
+    with pytest.raises(SpecError, match=r"vagrant\.libvirt_driver is 'xen'; allowed: auto, kvm,"):
+        provider_for(tmp_path, "t-vag-virt3", 47, provider="libvirt", libvirt_driver="xen")
+    with pytest.raises(SpecError, match=r"vagrant\.management_subnet is 'nope'; allowed: an IPv4"):
+        provider_for(tmp_path, "t-vag-virt3", 47, provider="libvirt", management_subnet="nope")
+
+
+@pytest.mark.parametrize(("cpuinfo", "modules", "device", "driver", "words"), [
+    ("flags\t: fpu vmx sse", [], True, "kvm", "KVM hardware virtualisation"),
+    ("flags\t: fpu svm sse", [], True, "kvm", "KVM hardware virtualisation"),
+    ("flags\t: fpu hypervisor", ["kvm", "kvm_pvm"], True, "qemu", "KVM's PVM module"),
+    ("flags\t: fpu hypervisor", ["kvm"], True, "qemu", "offers no vmx or svm"),
+    ("flags\t: fpu vmx", [], False, "qemu", "no usable"),
+])
+def test_libvirt_driver_is_chosen_by_probing_the_host(
+    tmp_path: Path, cpuinfo: str, modules: list[str], device: bool, driver: str, words: str
+) -> None:
+    from lab.libvirt import choose_driver
+
+    for module in modules:
+        (tmp_path / "module" / module).mkdir(parents=True)
+    kvm = tmp_path / "kvm"
+    if device:
+        kvm.write_text("")
+    chosen, why = choose_driver("auto", cpuinfo=cpuinfo, kvm_device=str(kvm),
+                                modules=str(tmp_path / "module"))
+    assert chosen == driver and words in why
+    assert choose_driver("qemu", cpuinfo=cpuinfo)[0] == "qemu"
 
 
 # --- snapshots, with vagrant's answers stubbed ------------------------------------------------

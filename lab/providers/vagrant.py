@@ -25,7 +25,8 @@ from typing import Any
 import docker
 from docker.errors import APIError, NotFound
 
-from .. import hostkeys
+from .. import hostkeys, libvirt
+from ..box import BOX_NAME, box_version, recipe_digest
 from ..errors import LabError, NodeError, SpecError
 from ..spec import LabSpec, NodeSpec
 from ..state import LabState
@@ -44,6 +45,8 @@ from .base import MachineStatus, Provider, SSHTarget
 from .local import LABEL_LAB, LABEL_NODE, apt_mirror_hosts, docker_client, host_routes
 
 VAGRANT_PROVIDERS = ("virtualbox", "libvirt", "docker")
+LIBVIRT_DRIVERS = ("auto", "kvm", "qemu")
+LIBVIRT_BOOT_TIMEOUT = 900  # three TCG guests booting at once on two cores, under load
 SNAPSHOT_PROVIDERS = ("virtualbox", "libvirt")
 # Vagrant's words for a machine that is not there (yet): `preparing` is a docker machine whose
 # `vagrant up` was interrupted before the container's id was recorded.
@@ -65,8 +68,10 @@ class VagrantSettings:
     cpus: int = 1
     memory: int = 1024  # MiB: three machines must fit on a student's 8 GiB laptop
     image: str = "swarmlab/node:bookworm"  # docker provider only
-    storage_pool: str = ""  # libvirt only; empty: libvirt's default pool
-    boot_timeout: int = 300  # Vagrant's own default; TCG guests under load need most of it
+    storage_pool: str = ""  # libvirt only; empty: the project's own pool (libvirt.POOL_NAME)
+    boot_timeout: int = 300  # Vagrant's own default; libvirt under TCG defaults to 900
+    libvirt_driver: str = "auto"  # libvirt only: kvm, qemu (software emulation) or auto
+    management_subnet: str = ""  # libvirt only; empty: the /24 right after the lab's subnet
     networks_conf: str = str(VBOX_NETWORKS_CONF)  # VirtualBox only; tests point it elsewhere
 
 
@@ -91,11 +96,28 @@ def parse_settings(spec: LabSpec) -> VagrantSettings:
                 f"lab file: vagrant.{key} is {value!r}; allowed: a whole number from {low}"
                 f" to {high}"
             )
-    for key in ("box", "box_version", "image", "storage_pool", "networks_conf"):
+    for key in ("box", "box_version", "image", "storage_pool", "networks_conf",
+                "management_subnet"):
         if key in raw and not isinstance(raw[key], str | int | float):
             raise SpecError(f"lab file: vagrant.{key} is {raw[key]!r}; allowed: a string")
         if key in raw:
             raw[key] = str(raw[key])
+    driver = raw.get("libvirt_driver", VagrantSettings.libvirt_driver)
+    if driver not in LIBVIRT_DRIVERS:
+        raise SpecError(f"lab file: vagrant.libvirt_driver is {driver!r}; allowed: "
+                        + ", ".join(LIBVIRT_DRIVERS))
+    if provider == "libvirt":
+        # Vagrant Cloud is out of reach here: the default box is the one `make box` builds.
+        raw.setdefault("box", BOX_NAME)
+        raw.setdefault("boot_timeout", LIBVIRT_BOOT_TIMEOUT)
+    if raw.get("management_subnet"):
+        try:
+            ipaddress.IPv4Network(raw["management_subnet"])
+        except ValueError:
+            raise SpecError(
+                f"lab file: vagrant.management_subnet is {raw['management_subnet']!r}; allowed:"
+                " an IPv4 network such as 10.79.1.0/24"
+            ) from None
     if not raw.get("box", "x"):
         raise SpecError("lab file: vagrant.box is empty; allowed: a box name such as"
                         " debian/bookworm64")
@@ -143,8 +165,27 @@ class VagrantProvider(Provider):
         return self.machine_name(node)
 
     # --- the spec the Vagrantfile reads ------------------------------------------------
+    @property
+    def management_network(self) -> str:
+        return f"swarmlab-{self.spec.name}-mgmt"
+
+    @property
+    def management_subnet(self) -> ipaddress.IPv4Network:
+        """vagrant-libvirt's management network: the lab file's, or the block right after the
+        lab's subnet (10.201.10.0/24 -> 10.201.11.0/24)."""
+        if self.settings.management_subnet:
+            return ipaddress.IPv4Network(self.settings.management_subnet, strict=False)
+        subnet = ipaddress.IPv4Network(self.spec.subnet)
+        return ipaddress.IPv4Network((int(subnet.network_address) + subnet.num_addresses,
+                                      subnet.prefixlen))
+
+    @property
+    def libvirt_driver(self) -> tuple[str, str]:
+        return libvirt.choose_driver(self.settings.libvirt_driver)
+
     def vagrant_spec(self) -> dict[str, Any]:
         subnet = ipaddress.IPv4Network(self.spec.subnet)
+        libvirt_provider = self.settings.provider == "libvirt"
         lab_key = hostkeys.lab_key(self.lab_dir, self.spec.name)
         docker_provider = self.settings.provider == "docker"
         return {
@@ -155,7 +196,11 @@ class VagrantProvider(Provider):
             "cpus": self.settings.cpus,
             "memory": self.settings.memory,
             "image": self.settings.image,
-            "storage_pool": self.settings.storage_pool,
+            "storage_pool": self.settings.storage_pool or (
+                libvirt.POOL_NAME if libvirt_provider else ""),
+            "libvirt_driver": self.libvirt_driver[0] if libvirt_provider else "",
+            "management_network": self.management_network,
+            "management_subnet": str(self.management_subnet),
             "boot_timeout": self.settings.boot_timeout,
             "network": self.network_name,
             "subnet": str(subnet),
@@ -167,7 +212,8 @@ class VagrantProvider(Provider):
             "extra_hosts": apt_mirror_hosts() if docker_provider else {},
             "nodes": [
                 {"name": node.name, "role": node.role, "address": node.address,
-                 "machine": self.machine_name(node), "volume": self.volume_name(node)}
+                 "machine": self.machine_name(node), "volume": self.volume_name(node),
+                 "console_log": str(self.lab_dir / f"console-{node.name}.log")}
                 for node in self.spec.nodes
             ],
         }
@@ -276,7 +322,41 @@ class VagrantProvider(Provider):
                 " --no-install-recommends vagrant-libvirt libvirt-daemon-system`, or set"
                 " vagrant.provider to virtualbox or docker"
             )
-        return [f"vagrant-libvirt {plugins['vagrant-libvirt']}"]
+        hypervisor = libvirt.version()
+        self._check_libvirt_subnets()
+        lines = [f"vagrant-libvirt {plugins['vagrant-libvirt']}, {hypervisor}",
+                 self.libvirt_driver[1]]
+        if not self.settings.storage_pool:
+            lines.append(libvirt.ensure_pool())
+        return lines
+
+    def _check_libvirt_subnets(self) -> None:
+        """The lab's two networks must not overlap each other or a route of this host, but
+        for the lab's own bridges (a rerun finds them in place)."""
+        subnet = ipaddress.IPv4Network(self.spec.subnet)
+        management = self.management_subnet
+        if management.overlaps(subnet):
+            raise SpecError(
+                f"lab file: vagrant.management_subnet {management} overlaps the lab's subnet"
+                f" {subnet}; pick another, for example {self._next_block(subnet)}"
+            )
+        existing = libvirt.networks()
+        own = {existing[name] for name in (self.network_name, self.management_network)
+               if existing.get(name)}
+        for route, dev in host_routes():
+            if dev in own:
+                continue
+            for what, network in (("subnet", subnet), ("vagrant.management_subnet", management)):
+                if route.overlaps(network):
+                    raise SpecError(
+                        f"lab file: {what} {network} overlaps the host's route {route} on"
+                        f" {dev} (another lab's or the host's); pick a free range"
+                    )
+
+    @staticmethod
+    def _next_block(subnet: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network((int(subnet.network_address) + 2 * subnet.num_addresses,
+                                      subnet.prefixlen))
 
     def _check_box(self) -> str:
         box, version, provider = (
@@ -287,6 +367,9 @@ class VagrantProvider(Provider):
         have = [b for b in boxes if b.name == box and b.provider == provider]
         if version:
             have = [b for b in have if b.version == version]
+        if not have and box == BOX_NAME:
+            raise LabError(f"box {box} is not in Vagrant yet; run `make box` (it builds the box"
+                           " from Debian packages, about 4 minutes, and adds it)")
         if not have:
             wanted = f"{box} {version}".strip()
             version_flag = f" --box-version {version}" if version else ""
@@ -295,7 +378,12 @@ class VagrantProvider(Provider):
                 f" add {box}{version_flag} --provider {provider}` (or `vagrant box add --name"
                 f" {box} FILE.box` from a local file), or set vagrant.box"
             )
-        return f"box {box} {have[-1].version} ({provider})"
+        line = f"box {box} {have[-1].version} ({provider})"
+        if box == BOX_NAME and not version:
+            current = box_version(recipe_digest())
+            if current not in [b.version for b in have]:
+                line += "; its recipe has changed since: `make box` rebuilds it"
+        return line
 
     def _check_docker_subnet(self) -> None:
         subnet = ipaddress.IPv4Network(self.spec.subnet)
@@ -334,6 +422,10 @@ class VagrantProvider(Provider):
         provider = self.settings.provider
         before = self._states()
         todo = [node for node in self.spec.nodes if before[node.name] != "running"]
+        if provider == "libvirt":
+            for node in todo:
+                if before[node.name] in ABSENT_STATES:
+                    self._remove_libvirt_orphan(node)
         if provider == "docker" and todo:
             self._ensure_network()
             for node in todo:
@@ -504,9 +596,24 @@ class VagrantProvider(Provider):
             project = VagrantProject(self.project.directory, provider, self.spec.name)
             states = project.status()
             existing = [name for name in names if states.get(name) not in (*ABSENT_STATES, None)]
+            if provider == "libvirt":
+                # Before vagrant's destroy, which fails on a domain it never recorded.
+                for node in self.spec.nodes:
+                    if node.name in names and node.name not in existing:
+                        removed += self._remove_libvirt_orphan(node)
             if existing:
-                with project.failing_as("vagrant destroy"):
-                    project.client.destroy()
+                try:
+                    with project.failing_as("vagrant destroy"):
+                        project.client.destroy()
+                except LabError as exc:
+                    if provider != "libvirt":
+                        raise
+                    # vagrant-libvirt's destroy crashes on a domain an interrupted up left
+                    # half-made (fog finds no volume for it); libvirt removes it by name.
+                    self.log(f"    {exc}; removing this lab's domains through libvirt")
+                    for node in self.spec.nodes:
+                        if node.name in existing:
+                            libvirt.remove_domain(self.machine_name(node), self._pool())
                 states = project.status()
                 left = [name for name in names if states.get(name) not in (*ABSENT_STATES, None)]
                 if left:
@@ -517,9 +624,43 @@ class VagrantProvider(Provider):
                 removed += [f"{provider} machine {name}" for name in existing]
         if provider == "docker":
             removed += self._remove_labelled()
+        elif provider == "libvirt":
+            removed += self._remove_libvirt_networks(made)
         if self.project.directory.exists():
             self.project.remove()
             removed.append(f"vagrant project {self.project.directory}")
+        return removed
+
+    def _pool(self) -> str:
+        return self.settings.storage_pool or libvirt.POOL_NAME
+
+    def _remove_libvirt_orphan(self, node: NodeSpec) -> list[str]:
+        """A domain or disk of this node that Vagrant has no id for: left by an interrupted
+        `vagrant up`. Vagrant would stop on its name ("already taken"); nothing is in it yet,
+        so it goes, as it would on a fresh up. Only this lab's names are ever touched."""
+        name = self.machine_name(node)
+        if name in libvirt.domains(name) or f"{name}.img" in libvirt.volumes(self._pool()):
+            libvirt.remove_domain(name, self._pool())
+            self.log(f"    {node.name}: removed VM {name} left by an interrupted run")
+            return [f"libvirt domain {name}"]
+        return []
+
+    def _remove_libvirt_networks(self, made: dict[str, Any]) -> list[str]:
+        """The lab's two libvirt networks, if vagrant-libvirt left them (it keeps a network
+        that is still in use, and an interrupted up may leave one with no domain at all)."""
+        ours = {m["machine"] for m in made.get("nodes", [])}
+        ours |= {self.machine_name(node) for node in self.spec.nodes}
+        left = [name for name in libvirt.domains(f"swarmlab-{self.spec.name}-") if name in ours]
+        if left:
+            raise LabError(f"libvirt still has {', '.join(left)} after `vagrant destroy`;"
+                           " rerun `invoke lab.down`")
+        removed = []
+        existing = libvirt.networks()
+        for name in (made.get("network", self.network_name),
+                     made.get("management_network", self.management_network)):
+            if name in existing:
+                libvirt.remove_network(name)
+                removed.append(f"libvirt network {name}")
         return removed
 
     def _remove_labelled(self) -> list[str]:

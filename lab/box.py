@@ -1,0 +1,330 @@
+"""swarmlab's Vagrant box for libvirt, built on this machine from Debian packages alone.
+
+No Vagrant Cloud, no cloud image: mmdebstrap makes a bookworm root file system from the
+host's own apt sources (kernel, GRUB, sshd, sudo, chrony, Docker, ipvsadm) and
+`vagrant/box/customize` gives it what Vagrant expects of a box (a vagrant user with the
+insecure key and sudo, DHCP on eth0, host keys and machine-id made at each clone's first
+boot). The file system goes onto a partitioned disk without any mount (mke2fs -d at the
+partition's offset: partition device nodes do not appear in containers), one QEMU boot with
+the box's own kernel installs GRUB into the disk, and the disk becomes a qcow2 in a .box.
+
+The box is cached under `.cache/box/<recipe digest>/` and added to Vagrant under BOX_NAME
+with a version of its own; a changed recipe gives a new digest, a new build and a new box
+version (vagrant-libvirt keys its copy in the storage pool by version, so an old image can
+never be served for a new recipe).
+
+    python -m lab.box build     # build if missing or stale, then `vagrant box add`
+    python -m lab.box status    # the current digest, and whether it is built and added
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import libvirt
+from .errors import LabError
+from .images import APT_SOURCES, CACHE_DIR, PROJECT_ROOT
+from .prepare import docker
+
+BOX_NAME = "swarmlab/bookworm"
+BOX_RECIPE_DIR = PROJECT_ROOT / "vagrant" / "box"
+BOX_CACHE = CACHE_DIR / "box"
+BOX_FILE = "swarmlab-bookworm.box"
+SUITE = "bookworm"
+PACKAGES = (
+    "linux-image-amd64", "grub-pc", "systemd-sysv", "dbus", "openssh-server", "sudo", "chrony",
+    "docker.io", "ipvsadm", "iproute2", "iptables", "iputils-ping", "curl", "ca-certificates",
+    "procps", "kmod", "less", "netcat-openbsd", "libpam-systemd", "e2fsprogs",
+)  # fmt: skip
+DISK_GIB = 10
+PARTITION_OFFSET = 1024 * 1024  # 1 MiB, where GRUB's core image ends and the root begins
+FINISH_MARK = "swarmlab-box: grub installed"
+FINISH_TIMEOUT = 900  # the GRUB boot under software emulation on a loaded machine
+INSECURE_KEY_GLOBS = (
+    "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub",
+    "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant.pub",
+)
+QUIET_ENV = {"VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1"}
+
+
+def recipe_digest() -> str:
+    """16 hex digits over everything that shapes the box: packages, scripts, disk layout."""
+    files = sorted(p for p in BOX_RECIPE_DIR.rglob("*") if p.is_file())
+    parts: dict[str, Any] = {
+        "suite": SUITE,
+        "packages": PACKAGES,
+        "disk_gib": DISK_GIB,
+        "docker_drop_in": [docker.DROP_IN_PATH, docker.DROP_IN],
+        "files": [[str(p.relative_to(BOX_RECIPE_DIR)), hashlib.sha256(p.read_bytes()).hexdigest()]
+                  for p in files],
+    }
+    blob = json.dumps(parts, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def build_dir(digest: str | None = None) -> Path:
+    return BOX_CACHE / (digest or recipe_digest())
+
+
+def box_version(digest: str) -> str:
+    """The Vagrant box version of a recipe: its build time, recorded with the build, so that
+    the newest box Vagrant has is the newest recipe built (Vagrant picks the highest)."""
+    path = build_dir(digest) / "version"
+    return path.read_text().strip() if path.exists() else ""
+
+
+def added_versions(env: dict[str, str] | None = None) -> list[str]:
+    """Versions of BOX_NAME for libvirt that Vagrant has."""
+    done = _vagrant(["box", "list", "--machine-readable"], env=env)
+    versions, name, provider = [], None, None
+    for line in done.splitlines():
+        fields = line.split(",")
+        if len(fields) < 4:
+            continue
+        kind, value = fields[2], fields[3]
+        if kind == "box-name":
+            name = value
+        elif kind == "box-provider":
+            provider = value
+        elif kind == "box-version" and name == BOX_NAME and provider == "libvirt":
+            versions.append(value)
+    return versions
+
+
+def current_state() -> dict[str, Any]:
+    digest = recipe_digest()
+    version = box_version(digest)
+    box = build_dir(digest) / BOX_FILE
+    return {
+        "name": BOX_NAME,
+        "digest": digest,
+        "version": version,
+        "built": box.exists(),
+        "added": bool(version) and version in added_versions(),
+        "file": str(box),
+    }
+
+
+def ensure_box(log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Build the box if its recipe's build is missing, then make sure Vagrant has it."""
+    digest = recipe_digest()
+    box = build_dir(digest) / BOX_FILE
+    if box.exists():
+        log(f"box {BOX_NAME}: built for recipe {digest} ({box})")
+    else:
+        build(digest, log)
+    version = box_version(digest)
+    if version not in added_versions():
+        _add(digest, version, log)
+    else:
+        log(f"box {BOX_NAME} {version}: in Vagrant already")
+    _prune_pool(version, log)
+    return current_state()
+
+
+def build(digest: str, log: Callable[[str], None]) -> Path:
+    """Make `.cache/box/<digest>/BOX_FILE`; every intermediate lives in a work directory that
+    is removed on success and on failure, so a failed build leaves only its log."""
+    for tool in ("mmdebstrap", "mke2fs", "sfdisk", "qemu-system-x86_64", "qemu-img"):
+        if not shutil.which(tool):
+            raise LabError(f"box: {tool} is missing; run `sudo scripts/host-setup`")
+    sources = next((path for path in APT_SOURCES if path.is_file()), None)
+    if sources is None:
+        raise LabError("box: no apt sources on this host; mmdebstrap takes its mirror from them")
+    key = _insecure_key()
+    out = build_dir(digest)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    log_path = out / "build.log"
+    started = time.monotonic()
+    try:
+        with open(log_path, "w") as log_file:
+            def step(what: str, command: list[str], timeout: int = 1800, **env: str) -> None:
+                log(f"box: {what}")
+                log_file.write(f"$ {' '.join(command)}\n")
+                log_file.flush()
+                done = subprocess.run(
+                    command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env={**os.environ, **env}, timeout=timeout, check=False,
+                )
+                if done.returncode != 0:
+                    raise LabError(f"box: {what} failed (exit {done.returncode}); log: {log_path}")
+
+            root = work / "root"
+            step(f"mmdebstrap {SUITE} with a kernel, GRUB, sshd and Docker (about 2 minutes)", [
+                "mmdebstrap", "--variant=apt", f"--include={','.join(PACKAGES)}",
+                f"--customize-hook={BOX_RECIPE_DIR / 'customize'} \"$1\"",
+                SUITE, str(root), str(sources),
+            ], VAGRANT_INSECURE_KEY=str(key), SWARMLAB_DOCKER_DROP_IN=docker.DROP_IN,
+               SWARMLAB_DOCKER_DROP_IN_PATH=docker.DROP_IN_PATH)
+            disk = work / "disk.raw"
+            with open(disk, "wb") as handle:
+                handle.truncate(DISK_GIB * 1024**3)
+            layout = f"label: dos\nstart={PARTITION_OFFSET // 512}, type=83, bootable\n"
+            log_file.write(f"$ sfdisk {disk} <<< {layout!r}\n")
+            subprocess.run(["sfdisk", "-q", str(disk)], input=layout.encode(), check=True,
+                           stdout=log_file, stderr=subprocess.STDOUT)
+            size_k = (DISK_GIB * 1024**3 - PARTITION_OFFSET) // 1024
+            step("ext4 root file system written at the partition's offset, no mount", [
+                "mke2fs", "-q", "-F", "-t", "ext4", "-L", "swarmlab-root",
+                "-E", f"offset={PARTITION_OFFSET}", "-d", str(root), str(disk), f"{size_k}k",
+            ])
+            _install_grub(root, disk, log_file, log)
+            shutil.rmtree(root)
+            image = work / "box.img"
+            step("qcow2 image", ["qemu-img", "convert", "-O", "qcow2", str(disk), str(image)])
+            disk.unlink()
+            _package(work, image, out / BOX_FILE)
+        (out / "version").write_text(time.strftime("%Y%m%d.%H%M%S.0\n", time.gmtime()))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"box: built in {time.monotonic() - started:.0f} s: {out / BOX_FILE}")
+    _prune(keep=out)
+    return out / BOX_FILE
+
+
+def _prune(keep: Path) -> None:
+    """Builds of other recipes (and their logs) go once this one is made: a box is 1 GB."""
+    for other in BOX_CACHE.iterdir():
+        if other.is_dir() and other != keep:
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def _install_grub(root: Path, disk: Path, log_file: Any, log: Callable[[str], None]) -> None:
+    """Boot the disk once with its own kernel and `vagrant/box/finish` as init."""
+    kernels = sorted(glob.glob(str(root / "boot" / "vmlinuz-*")))
+    initrds = sorted(glob.glob(str(root / "boot" / "initrd.img-*")))
+    if not kernels or not initrds:
+        raise LabError("box: the root file system has no kernel or initrd in /boot")
+    command = [
+        "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-nographic", "-no-reboot",
+        "-nic", "none", "-drive", f"file={disk},format=raw,if=virtio",
+        "-kernel", kernels[-1], "-initrd", initrds[-1],
+        "-append", "root=/dev/vda1 rw console=ttyS0 panic=-1"
+                   " init=/usr/local/sbin/swarmlab-box-finish",
+    ]
+    log("box: one boot under QEMU to install GRUB (about a minute)")
+    log_file.write(f"$ {' '.join(command)}\n")
+    log_file.flush()
+    try:
+        done = subprocess.run(command, capture_output=True, stdin=subprocess.DEVNULL,
+                              timeout=FINISH_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"box: the GRUB boot did not finish in {FINISH_TIMEOUT} s") from None
+    console = done.stdout.decode(errors="replace")
+    log_file.write(console)
+    if FINISH_MARK not in console:
+        raise LabError("box: the GRUB boot ended without installing GRUB; its console is in"
+                       f" {log_file.name}")
+
+
+def _package(work: Path, image: Path, target: Path) -> None:
+    """A .box is a tar of the disk, metadata.json and a Vagrantfile, uncompressed here: the
+    qcow2 is already sparse and gzip would cost a minute of a 2-core machine."""
+    (work / "metadata.json").write_text(json.dumps(
+        {"provider": "libvirt", "format": "qcow2", "virtual_size": DISK_GIB}
+    ) + "\n")
+    (work / "Vagrantfile").write_text(
+        "# swarmlab/bookworm: settings live in swarmlab's own Vagrantfile.\n"
+        "Vagrant.configure(\"2\") { |config| }\n"
+    )
+    partial = target.with_suffix(".partial")
+    with tarfile.open(partial, "w") as tar:
+        for name in ("metadata.json", "Vagrantfile"):
+            tar.add(work / name, arcname=name)
+        tar.add(image, arcname="box.img")
+    os.replace(partial, target)
+
+
+def _add(digest: str, version: str, log: Callable[[str], None]) -> None:
+    """`vagrant box add` through a one-version catalog, so the box carries a version."""
+    out = build_dir(digest)
+    catalog = out / "catalog.json"
+    catalog.write_text(json.dumps({
+        "name": BOX_NAME,
+        "description": f"swarmlab bookworm, recipe {digest}",
+        "versions": [{
+            "version": version,
+            "providers": [{"name": "libvirt", "url": (out / BOX_FILE).as_uri()}],
+        }],
+    }, indent=2) + "\n")
+    log(f"box: vagrant box add {BOX_NAME} {version}")
+    _vagrant(["box", "add", "--provider", "libvirt", str(catalog)])
+    for old in added_versions():
+        if old != version:
+            # Machines already made keep their disks in libvirt's pool; only new ones need it.
+            try:
+                _vagrant(["box", "remove", BOX_NAME, "--provider", "libvirt",
+                          "--box-version", old])
+                log(f"box: removed the older {BOX_NAME} {old}")
+            except LabError as exc:
+                log(f"box: kept the older {BOX_NAME} {old}: {exc}")
+
+
+def _prune_pool(version: str, log: Callable[[str], None]) -> None:
+    """vagrant-libvirt copies a box into the storage pool once per version; older copies that
+    no lab's disk is made from any more are 1 GB each of nothing."""
+    try:
+        libvirt.version()
+    except LabError:
+        return  # libvirt is not running: nothing of the pool can be seen or used now
+    prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
+    for name in libvirt.prune_base_images(prefix, keep=f"{prefix}{version}_box.img"):
+        log(f"box: removed {name} from libvirt's pool {libvirt.POOL_NAME}")
+
+
+def _vagrant(args: list[str], env: dict[str, str] | None = None) -> str:
+    binary = shutil.which("vagrant")
+    if not binary:
+        raise LabError("vagrant is not installed; run `sudo scripts/host-setup`")
+    done = subprocess.run([binary, *args], capture_output=True, text=True, check=False,
+                          stdin=subprocess.DEVNULL, env={**os.environ, **QUIET_ENV, **(env or {})})
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise LabError(f"`vagrant {' '.join(args[:2])}` failed: {said[-1] if said else '?'}")
+    return done.stdout
+
+
+def _insecure_key() -> Path:
+    for pattern in INSECURE_KEY_GLOBS:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return Path(found[-1])
+    raise LabError("box: Vagrant's insecure public key is not found; is vagrant installed?")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.box", description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=("build", "status"))
+    args = parser.parse_args(argv)
+    try:
+        if args.action == "build":
+            ensure_box()
+        else:
+            print(json.dumps(current_state(), indent=2))
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; rerun `make box` (the cache holds only finished boxes)",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
