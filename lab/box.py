@@ -43,10 +43,12 @@ BOX_RECIPE_DIR = PROJECT_ROOT / "vagrant" / "box"
 BOX_CACHE = CACHE_DIR / "box"
 BOX_FILE = "swarmlab-bookworm.box"
 SUITE = "bookworm"
+# apparmor: Debian's kernel enables AppArmor, and then Docker starts no container without
+# apparmor_parser ("the docker-default profile could not be loaded").
 PACKAGES = (
     "linux-image-amd64", "grub-pc", "systemd-sysv", "dbus", "openssh-server", "sudo", "chrony",
     "docker.io", "ipvsadm", "iproute2", "iptables", "iputils-ping", "curl", "ca-certificates",
-    "procps", "kmod", "less", "netcat-openbsd", "libpam-systemd", "e2fsprogs",
+    "procps", "kmod", "less", "netcat-openbsd", "libpam-systemd", "e2fsprogs", "apparmor",
 )  # fmt: skip
 DISK_GIB = 10
 PARTITION_OFFSET = 1024 * 1024  # 1 MiB, where GRUB's core image ends and the root begins
@@ -271,8 +273,11 @@ def _add(digest: str, version: str, log: Callable[[str], None]) -> None:
                 _vagrant(["box", "remove", BOX_NAME, "--provider", "libvirt",
                           "--box-version", old])
                 log(f"box: removed the older {BOX_NAME} {old}")
-            except LabError as exc:
-                log(f"box: kept the older {BOX_NAME} {old}: {exc}")
+            except LabError:
+                # Vagrant asks before removing a box a machine was made from, and there is no
+                # one to answer here: a lab still uses it.
+                log(f"box: kept the older {BOX_NAME} {old}: a lab was made from it; `vagrant box"
+                    f" remove {BOX_NAME} --box-version {old}` once that lab is down")
 
 
 def _prune_pool(version: str, log: Callable[[str], None]) -> None:

@@ -61,8 +61,23 @@ def info(node: Node) -> SwarmInfo:
     )
 
 
-def members(leader: Node) -> list[SwarmMember]:
-    result = leader.run("docker node ls --format '{{json .}}'", timeout=60, check=True)
+# A Raft election under load (two managers on emulated CPUs miss a heartbeat) takes seconds;
+# a swarm that has really lost its quorum stays leaderless.
+NO_LEADER = "does not have a leader"
+
+
+def members(leader: Node, wait_for_leader: float = 0) -> list[SwarmMember]:
+    """The swarm's nodes as a manager lists them; with `wait_for_leader`, a swarm that is
+    between leaders is given that many seconds to elect one before it counts as an error."""
+    deadline = time.monotonic() + wait_for_leader
+    while True:
+        result = leader.run("docker node ls --format '{{json .}}'", timeout=60)
+        if result.ok or NO_LEADER not in result.output or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    if not result.ok:
+        last = result.output.splitlines()[-1] if result.output else "no output"
+        raise NodeError(leader.name, f"`{result.command}` exited {result.exit_code}: {last}")
     found = []
     for line in result.stdout.splitlines():
         data = json.loads(line)

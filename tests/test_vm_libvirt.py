@@ -1,8 +1,8 @@
 """Real VMs: three Debian VMs under QEMU through vagrant-libvirt, the project's slow lane.
 
 What containers cannot show is proven here: the service VIP and the routing mesh (IPVS, which
-this machine's kernel lacks but the VMs' kernels have), a swarm CA made under a clock three
-hours ahead (the VMs own their clocks), and snapshot revert with the clock made right after.
+this machine's kernel lacks but the VMs' kernels have), a swarm CA made under a clock ninety
+minutes ahead (the VMs own their clocks), and snapshot revert with the clock made right after.
 
 One lab is booted for the whole module (booting three VMs under software emulation takes
 minutes); each test leaves it healthy for the next, and the last one takes it down and
@@ -95,9 +95,8 @@ def test_up_makes_a_swarm_of_three_vms(vm_lab: LabHandle) -> None:
         addresses = exec_on(vm_lab, name, "ip -4 -o addr show dev eth1")
         assert f"inet {node['address']}/24" in addresses
         assert exec_on(vm_lab, name, "systemd-detect-virt").strip() == "qemu"
-    advertised = exec_on(vm_lab, "manager1",
-                         "docker node ls --format '{{.Hostname}}' -q | xargs docker node inspect"
-                         " --format '{{.Status.Addr}}'").split()
+    advertised = exec_on(vm_lab, "manager1", "docker node ls -q | xargs docker node inspect"
+                                             " --format '{{.Status.Addr}}'").split()
     assert sorted(advertised) == sorted(n["address"] for n in nodes.values())
 
 

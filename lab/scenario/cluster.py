@@ -27,6 +27,10 @@ class Task:
     running: bool  # its current state is Running (not Assigned, Preparing, Starting)
 
 
+# Seconds a swarm between two leaders gets to elect one before a step counts it as broken.
+LEADER_WAIT = 60
+
+
 class Cluster:
     def __init__(self, lab: Lab):
         self.lab = lab
@@ -39,7 +43,8 @@ class Cluster:
         found = swarm.find_leader(self.lab)
         if found is None:
             raise LabError("no manager of the lab answers with a working swarm")
-        leaders = [m.hostname for m in swarm.members(found) if m.manager_status == "Leader"]
+        leaders = [m.hostname for m in swarm.members(found, wait_for_leader=LEADER_WAIT)
+                   if m.manager_status == "Leader"]
         if leaders and leaders[0] != found.name and leaders[0] in self.lab.state.machines:
             leader = self.lab.node(leaders[0])
             try:
@@ -97,7 +102,8 @@ class Cluster:
         return None
 
     def ready_nodes(self) -> list[str]:
-        return [m.hostname for m in swarm.members(self.manager()) if m.status == "Ready"]
+        members = swarm.members(self.manager(), wait_for_leader=LEADER_WAIT)
+        return [m.hostname for m in members if m.status == "Ready"]
 
     def container_of(self, node: Node, task: Task) -> str:
         """The name of the container that runs `task` on `node` ('' if none is there yet)."""
