@@ -133,6 +133,7 @@ def ensure_box(log: Callable[[str], None] = print) -> dict[str, Any]:
     else:
         log(f"box {BOX_NAME} {version}: in Vagrant already")
     _prune_pool(version, log)
+    _seed_pool(version, log)
     return current_state()
 
 
@@ -280,6 +281,39 @@ def _add(digest: str, version: str, log: Callable[[str], None]) -> None:
                     f" remove {BOX_NAME} --box-version {old}` once that lab is down")
 
 
+def pool_volume_name(version: str) -> str:
+    """The name vagrant-libvirt gives the box's copy in the storage pool (handle_box_image)."""
+    return f"{BOX_NAME.replace('/', '-VAGRANTSLASH-')}_vagrant_box_image_{version}_box.img"
+
+
+def _seed_pool(version: str, log: Callable[[str], None]) -> None:
+    """Put the box's disk into the project's pool under the name vagrant-libvirt looks for.
+
+    vagrant-libvirt would upload it at the first `vagrant up` through a libvirt stream in
+    Ruby, minutes of a busy two-core machine; a sparse copy takes seconds. If vagrant-libvirt
+    ever names it otherwise, it uploads its own copy as before: slower, never wrong.
+    """
+    try:
+        libvirt.version()
+    except LabError:
+        return
+    libvirt.ensure_pool()
+    name = pool_volume_name(version)
+    if name in libvirt.volumes():
+        return
+    vagrant_home = Path(os.environ.get("VAGRANT_HOME", Path.home() / ".vagrant.d"))
+    source = (vagrant_home / "boxes" / BOX_NAME.replace("/", "-VAGRANTSLASH-") / version
+              / "libvirt" / "box.img")
+    if not source.exists():
+        return
+    partial = libvirt.POOL_PATH / f".{name}.partial"
+    subprocess.run(["cp", "--sparse=always", str(source), str(partial)], check=True)
+    partial.chmod(0o644)
+    os.replace(partial, libvirt.POOL_PATH / name)
+    libvirt.virsh("pool-refresh", libvirt.POOL_NAME)
+    log(f"box: copied into libvirt's pool {libvirt.POOL_NAME} as {name}")
+
+
 def _prune_pool(version: str, log: Callable[[str], None]) -> None:
     """vagrant-libvirt copies a box into the storage pool once per version; older copies that
     no lab's disk is made from any more are 1 GB each of nothing."""
@@ -288,7 +322,7 @@ def _prune_pool(version: str, log: Callable[[str], None]) -> None:
     except LabError:
         return  # libvirt is not running: nothing of the pool can be seen or used now
     prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
-    for name in libvirt.prune_base_images(prefix, keep=f"{prefix}{version}_box.img"):
+    for name in libvirt.prune_base_images(prefix, keep=pool_volume_name(version)):
         log(f"box: removed {name} from libvirt's pool {libvirt.POOL_NAME}")
 
 

@@ -18,13 +18,7 @@ from typing import Any
 import pytest
 
 from lab.failures import FAILURES
-from lab.failures.clock_skew_ca import (
-    AHEAD_SECONDS,
-    INTO_CA_WINDOW,
-    X509,
-    break_plan,
-    fix_plan,
-)
+from lab.failures.clock_skew_ca import AHEAD_SECONDS, X509, break_plan, fix_plan
 from lab.spec import parse_spec
 from tests.conftest import INVOKE, ROOT, LabHandle, lab_fixture, run_cli
 
@@ -85,21 +79,13 @@ def test_clock_skew_ca_steps_break_and_fix_in_order() -> None:
         ("manager1", "date -s @{now}"),
         ("manager1", "systemctl start chrony"),
     ]
-    # Swarm backdates an hour: less would not show. Under two hours, or the rotation's new
-    # root (made inside the old root's window, backdated an hour) would not yet be valid.
-    assert 3600 < AHEAD_SECONDS < 7200
+    assert AHEAD_SECONDS > 3600  # swarm backdates an hour: less would not show
     joins = break_plan(spec)[8:]
     assert [(s.node, s.expect) for s in joins] == [("manager2", X509), ("worker1", X509)]
     assert "--token {token:manager}" in joins[0].command
-    safe = [(s.node, s.command) for s in fix_plan(spec, "safe")]
-    rotate = safe.index(("manager1", "docker swarm ca --rotate"))
-    # Every clock right, then the manager's alone inside the old root's window for the
-    # rotation, then right again before anyone joins with the fresh tokens.
-    assert [c for _, c in safe[:rotate]].count("date -s @{now}") == 3
-    assert safe[rotate - 1] == ("manager1", INTO_CA_WINDOW)
-    assert safe[rotate + 1] == ("manager1", "date -s @{now}")
-    assert rotate < min(i for i, (_, c) in enumerate(safe) if c.startswith("docker swarm join"))
-    safe = [c for _, c in safe]
+    safe = [s.command for s in fix_plan(spec, "safe")]
+    assert safe.index("docker swarm ca --rotate") > max(
+        i for i, c in enumerate(safe) if c.startswith("date -s"))
     assert not any(c.startswith("docker swarm init") for c in safe)
     seed = [s.command for s in fix_plan(spec, "seed")]
     assert seed.index(next(c for c in seed if c.startswith("docker swarm init"))) > max(

@@ -79,6 +79,21 @@ def test_shipped_scenarios_load(name: str) -> None:
             assert "--no-resolve-image" in step.run and "{{images." in step.run
 
 
+def test_emulated_machines_stretch_every_timeout_and_nothing_else() -> None:
+    from lab.scenario.model import slowed
+
+    scenario = loader.load(catalog.find(ROOT, "whoami-dns"))
+    assert slowed(scenario, 1) is scenario
+    slow = slowed(scenario, 4)
+    for fast, stretched in zip(scenario.steps + scenario.cleanup, slow.steps + slow.cleanup,
+                               strict=True):
+        assert stretched.timeout == fast.timeout * 4
+        if fast.wait:
+            assert stretched.wait and stretched.wait.timeout == fast.wait.timeout * 4
+        assert (stretched.run, stretched.checks) == (fast.run, fast.checks)
+    assert any(step.wait for step in slow.steps)
+
+
 def test_ipvs_checks_are_declared_where_the_issue_says() -> None:
     mesh = loader.load(catalog.find(ROOT, "routing-mesh"))
     dns = loader.load(catalog.find(ROOT, "whoami-dns"))

@@ -1,7 +1,7 @@
 """clock-skew-ca: a swarm CA made under a clock well over an hour ahead.
 
 Swarm backdates its certificates by an hour, so only a bigger skew shows: the manager's
-clock is set ninety minutes ahead with time sync stopped, the swarm initialised (its root CA
+clock is set three hours ahead with time sync stopped, the swarm initialised (its root CA
 valid from "now" on that clock, minus an hour), the clock corrected, and every join fails
 with "x509: certificate has expired or is not yet valid".
 
@@ -10,7 +10,14 @@ given no SYS_TIME): moving a node's clock would move the controller's, and libfa
 not reach dockerd. So on such providers it refuses, and never fakes the error.
 
 The procedure is a plain list of steps per node, so that it can be read and tested without
-machines; tests/test_vm_libvirt.py proves it on real VMs under QEMU.
+machines; tests/test_vm_libvirt.py runs it on real VMs under QEMU.
+
+The fix without a rebuild is `docker swarm ca --rotate` under the right clocks. Docker 20.10
+(the box's and Debian's) refuses it while the old root is not yet valid, with "error loading
+cluster rootCA for update", and the root is not backdated (its notBefore is the wrong clock's
+minute), so stepping the clock into the old root's window for the rotation only makes a new
+root that is again in the future. Where Docker refuses, the safe fix says so and rebuilds the
+swarm, the seed's way, rather than leaving the lab broken.
 """
 
 from __future__ import annotations
@@ -30,19 +37,8 @@ from .show import Show
 from .swarmops import JOINED, token
 
 X509 = "certificate has expired or is not yet valid"
-# Well over the hour swarm backdates by, and under two: the rotation that fixes it without a
-# rebuild must load the old root CA (swarmkit refuses one that is not yet valid: "error
-# loading cluster rootCA for update"), so the manager's clock is stepped just inside the old
-# root's window for it, and the new root, made at that moment and backdated by the same hour,
-# must already be valid on the right clocks. That needs the old root to start less than an
-# hour ahead of the right time: skew under two hours.
-AHEAD_SECONDS = 90 * 60
-ROOT_CA = "/var/lib/docker/swarm/certificates/swarm-root-ca.crt"
-# Five minutes into the old root's validity, by the root's own notBefore.
-INTO_CA_WINDOW = (
-    f"date -s @$(( $(date -d \"$(openssl x509 -noout -startdate -in {ROOT_CA} | cut -d= -f2)\""
-    " +%s) + 300 ))"
-)
+ROTATION_REFUSED = "error loading cluster rootCA for update"
+AHEAD_SECONDS = 3 * 3600
 CLOCK_PROVIDERS = "vagrant (libvirt or VirtualBox VMs) or vmware"
 NOW = "{now}"  # the controller's clock, filled in when the step runs
 Address = Callable[[NodeSpec], str]
@@ -112,7 +108,7 @@ def break_plan(spec: LabSpec, address: Address = lambda n: n.address) -> list[St
         Step(first, f"systemctl stop {_chrony(spec)}",
              say="Time sync off, so nothing puts the clock back."),
         Step(first, f"date -s @$(( $(date +%s) + {AHEAD_SECONDS} ))",
-             say="Ninety minutes ahead: swarm backdates certificates by one hour, so less would"
+             say="Three hours ahead: swarm backdates certificates by one hour, so less would"
                  " not show."),
         _init(spec, address, "The root CA is made now: valid from the wrong time minus an hour."),
         Step(first, f"date -s @{NOW}", say="The clock is corrected, as chrony would."),
@@ -133,17 +129,9 @@ def fix_plan(spec: LabSpec, way: str, address: Address = lambda n: n.address) ->
         ]
     return [
         *_clocks_right(spec),
-        Step(first, f"systemctl stop {_chrony(spec)}",
-             say="No rebuild: the root CA is rotated. Docker refuses to rotate a root that is"
-                 " not yet valid, so for the rotation alone the manager's clock goes just inside"
-                 " the old root's window."),
-        Step(first, INTO_CA_WINDOW),
         Step(first, "docker swarm ca --rotate",
-             say="A new root CA, backdated an hour like every swarm certificate, so already valid"
-                 " on the right clocks; the node certificates are reissued and the join tokens"
-                 " change with it."),
-        Step(first, f"date -s @{NOW}", say="The manager's clock right again, time sync on."),
-        Step(first, f"systemctl start {_chrony(spec)}"),
+             say="No rebuild: a new root CA, valid from the right time; every node certificate"
+                 " is reissued and the join tokens change with it."),
         *_leaves(others, "The nodes whose joins failed start clean."),
         *_joins(spec, address, JOINED, "joined with a fresh token"),
     ]
@@ -151,7 +139,7 @@ def fix_plan(spec: LabSpec, way: str, address: Address = lambda n: n.address) ->
 
 class ClockSkewCA(Failure):
     name = "clock-skew-ca"
-    title = "A swarm CA made under a clock well over an hour ahead"
+    title = "A swarm CA made under a clock hours ahead"
     teaches = (
         "Certificates carry a validity window; swarm backdates by an hour, so a manager whose"
         " clock ran well over an hour ahead when the CA was made locks every node out until"
@@ -173,16 +161,14 @@ class ClockSkewCA(Failure):
         fix=Text(
             "Make the clocks right first (chrony running, `chronyc makestep`). Without a"
             " rebuild: `docker swarm ca --rotate` on a manager, then fetch the join tokens again"
-            " (rotation changes them) and join. Docker refuses to rotate a root CA that is not"
-            " yet valid (\"error loading cluster rootCA for update\"), so for the rotation alone"
-            " the manager's clock goes just inside the old root's window, and right again after;"
-            " this works while the skew was under two hours. The seed's way, which always works:"
-            " `docker swarm leave --force` everywhere and `docker swarm init` again.",
+            " (rotation changes them) and join. Docker 20.10 refuses that rotation while the"
+            " old root is not yet valid (\"error loading cluster rootCA for update\"); then"
+            " only the seed's way works: `docker swarm leave --force` everywhere and `docker"
+            " swarm init` again.",
             "先校正时钟（启动 chrony，执行 `chronyc makestep`）。不重建的方法：在管理节点执行"
-            " `docker swarm ca --rotate`，重新获取加入令牌（轮换后令牌会变）再加入。Docker 拒绝轮换"
-            "尚未生效的根 CA（\"error loading cluster rootCA for update\"），"
-            "所以仅在轮换时把管理节点的时钟调到旧根证书的有效期内，之后再调回；时钟偏差小于两小时时可行。原方案（总是可行）："
-            "所有节点 `docker swarm leave --force`，再重新 `docker swarm init`。",
+            " `docker swarm ca --rotate`，重新获取加入令牌（轮换后令牌会变）再加入。Docker 20.10"
+            " 在旧根证书尚未生效时拒绝轮换（\"error loading cluster rootCA for update\"），"
+            "此时只能用原方案：所有节点 `docker swarm leave --force`，再重新 `docker swarm init`。",
         ),
     )
 
@@ -203,7 +189,16 @@ class ClockSkewCA(Failure):
             show.say("The break stopped before the swarm was made: there is no CA to rotate,"
                      " so the swarm is built instead.")
             way = "seed"
-        run_plan(lab, show, fix_plan(lab.spec, way, lab.provider.advertise_address))
+        try:
+            run_plan(lab, show, fix_plan(lab.spec, way, lab.provider.advertise_address))
+        except LabError as exc:
+            if way != "safe" or ROTATION_REFUSED not in str(exc):
+                raise
+            show.say("Docker refuses to rotate a root CA that is not yet valid on the manager's"
+                     " (now right) clock: \"error loading cluster rootCA for update\". This"
+                     " Docker cannot fix it without a rebuild, so the swarm is built again, the"
+                     " seed's way.")
+            run_plan(lab, show, fix_plan(lab.spec, "seed", lab.provider.advertise_address))
 
 
 def run_plan(lab: Lab, show: Show, steps: list[Step]) -> None:

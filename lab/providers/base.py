@@ -51,6 +51,9 @@ class Provider(ABC):
     owns_clock: bool = True
     # Can the provider snapshot and revert machines?
     can_snapshot: ClassVar[bool] = False
+    # How much slower than real hardware the nodes run: scenario timeouts are stretched by it
+    # (emulated CPUs start a container in a minute, not seconds).
+    time_scale: float = 1.0
 
     def __init__(self, spec: LabSpec, state: LabState, log: Any = print):
         self.spec = spec

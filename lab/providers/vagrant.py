@@ -47,6 +47,9 @@ from .local import LABEL_LAB, LABEL_NODE, apt_mirror_hosts, docker_client, host_
 VAGRANT_PROVIDERS = ("virtualbox", "libvirt", "docker")
 LIBVIRT_DRIVERS = ("auto", "kvm", "qemu")
 LIBVIRT_BOOT_TIMEOUT = 900  # three TCG guests booting at once on two cores, under load
+# Scenario timeouts under QEMU's software emulation: three guests on two cores start a task in
+# one to two minutes where KVM takes seconds.
+EMULATION_TIME_SCALE = 4.0
 SNAPSHOT_PROVIDERS = ("virtualbox", "libvirt")
 # Vagrant's words for a machine that is not there (yet): `preparing` is a docker machine whose
 # `vagrant up` was interrupted before the container's id was recorded.
@@ -137,6 +140,11 @@ class VagrantProvider(Provider):
     def owns_clock(self) -> bool:
         # Docker machines are containers: they share the host's clock and may not set it.
         return self.settings.provider != "docker"
+
+    @property  # type: ignore[override]
+    def time_scale(self) -> float:
+        emulated = self.settings.provider == "libvirt" and self.libvirt_driver[0] == "qemu"
+        return EMULATION_TIME_SCALE if emulated else 1.0
 
     @property  # type: ignore[override]
     def can_snapshot(self) -> bool:

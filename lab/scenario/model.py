@@ -6,7 +6,7 @@ it came from (file and line) so that a fault at run time can still point into th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 # Optional kernel features a check may need; where absent the check is "unavailable".
 FEATURES: dict[str, str] = {"ipvs": "no IPVS in this kernel"}
@@ -120,3 +120,17 @@ class Scenario:
         return {
             step.target.name for step in self.steps + self.cleanup if step.target.kind == "node"
         }
+
+
+def slowed(scenario: Scenario, factor: float) -> Scenario:
+    """The scenario with every command and wait timeout multiplied by `factor`, for machines
+    whose CPUs are emulated (a task that starts in 5 s on KVM takes a minute under TCG)."""
+    if factor == 1:
+        return scenario
+
+    def slow(step: Step) -> Step:
+        wait = step.wait and replace(step.wait, timeout=int(step.wait.timeout * factor))
+        return replace(step, timeout=int(step.timeout * factor), wait=wait)
+
+    return replace(scenario, steps=tuple(map(slow, scenario.steps)),
+                   cleanup=tuple(map(slow, scenario.cleanup)))

@@ -25,7 +25,7 @@ from .checks import judge, unavailable_reason
 from .cluster import Cluster
 from .display import Console
 from .features import PROBES
-from .model import Scenario, Step
+from .model import Scenario, Step, slowed
 from .results import (
     FAILED,
     INTERRUPTED,
@@ -58,7 +58,7 @@ class Options:
 
 class Runner:
     def __init__(self, scenario: Scenario, lab: Lab, console: Console, options: Options):
-        self.scenario = scenario
+        self.scenario = slowed(scenario, lab.provider.time_scale)
         self.lab = lab
         self.console = console
         self.options = options
@@ -85,6 +85,9 @@ class Runner:
         self.console.heading(
             self.scenario, f"{spec.name} ({spec.provider}, {len(spec.nodes)} nodes)"
         )
+        if self.lab.provider.time_scale != 1:
+            self.console.note(f"timeouts x{self.lab.provider.time_scale:g}: this lab's CPUs are"
+                              " emulated (QEMU without KVM)")
         try:
             try:
                 requirements.check(

@@ -55,9 +55,9 @@ def _skipped(en: str, zh: str) -> list[Finding]:
     return [Finding(NAME, "", SKIPPED, Text(f"not proven: {en}", f"未验证：{zh}"))]
 
 
-def _placed(leader: Node, name: str, wanted: set[str]) -> dict[str, str]:
+def _placed(leader: Node, name: str, wanted: set[str], seconds: float) -> dict[str, str]:
     """Wait until every wanted node runs a task; returns node -> state for those that do not."""
-    deadline = time.monotonic() + PLACE_SECONDS
+    deadline = time.monotonic() + seconds
     while True:
         listing = leader.run(
             f"docker service ps --no-trunc --filter desired-state=running"
@@ -84,15 +84,15 @@ def _address(node: Node, name: str) -> tuple[str, str]:
     return container, address
 
 
-def _pings(node: Node, container: str, targets: list[str]) -> dict[str, bool]:
+def _pings(node: Node, container: str, targets: list[str], window: int) -> dict[str, bool]:
     """Ping each target until it answers or the window closes; prints the ones that did."""
     script = (
-        f"left='{' '.join(targets)}'; end=$(( $(date +%s) + {PING_WINDOW_SECONDS} ));"
+        f"left='{' '.join(targets)}'; end=$(( $(date +%s) + {window} ));"
         " while [ -n \"$left\" ] && [ $(date +%s) -lt $end ]; do still='';"
         f" for ip in $left; do if docker exec {container} ping -c 1 -W 1 $ip >/dev/null 2>&1;"
         " then echo $ip; else still=\"$still $ip\"; fi; done; left=$still; done"
     )
-    result = node.run(script, timeout=PING_WINDOW_SECONDS + 30)
+    result = node.run(script, timeout=window + 30)
     answered = set(result.stdout.split())
     return {ip: ip in answered for ip in targets}
 
@@ -133,15 +133,18 @@ def check(survey: Survey) -> list[Finding]:
 
 
 def _prove(survey: Survey, leader: Node, name: str, ready: set[str]) -> list[Finding]:
+    # Emulated CPUs (QEMU without KVM) start a task in a minute or two, not seconds.
+    scale = survey.lab.provider.time_scale
+    place, window = int(PLACE_SECONDS * scale), int(PING_WINDOW_SECONDS * scale)
     findings = [
         Finding(NAME, node, ERROR,
-                Text(f"the probe task did not start on {node} within {PLACE_SECONDS} s: {state}",
-                     f"探测任务在 {PLACE_SECONDS} 秒内未能在 {node} 上启动：{state}"),
+                Text(f"the probe task did not start on {node} within {place} s: {state}",
+                     f"探测任务在 {place} 秒内未能在 {node} 上启动：{state}"),
                 Text("the node cannot run tasks: its image is missing or dockerd is unhealthy",
                      "该节点无法运行任务：镜像缺失或 dockerd 不正常"),
                 Text("`invoke lab.up` loads the images; `journalctl -u docker` on the node",
                      "`invoke lab.up` 会加载镜像；在该节点查看 `journalctl -u docker`"))
-        for node, state in sorted(_placed(leader, name, ready).items())
+        for node, state in sorted(_placed(leader, name, ready, place).items())
     ]
     placed = sorted(ready - {f.node for f in findings})
     nodes = [survey.lab.node(n) for n in placed]
@@ -154,9 +157,10 @@ def _prove(survey: Survey, leader: Node, name: str, ready: set[str]) -> list[Fin
 
     def ping_others(node: Node) -> dict[str, bool]:
         container, own = tasks[node.name]
-        return _pings(node, container, [a for a in where if a != own])
+        return _pings(node, container, [a for a in where if a != own], window)
 
-    results = run_parallel([survey.lab.node(n) for n in tasks], ping_others, deadline=180)
+    results = run_parallel([survey.lab.node(n) for n in tasks], ping_others,
+                           deadline=window + 150)
     answered = tried = 0
     for source, outcome in results.items():
         for address, replied in (outcome.value or {}).items():
