@@ -128,7 +128,9 @@ def parse_snapshot_list(text: str) -> dict[str, list[str]]:
             continue
         found.setdefault(target, [])
         if data[0] == "output":
-            listing[target] = not "".join(data[1:]).strip()
+            # An empty line opens the list; vagrant-libvirt's carries the `==> NAME:` prefix.
+            said = re.sub(r"^==> [^:]+:", "", ",".join(data[1:]).strip()).strip()
+            listing[target] = not said
         elif data[0] == "detail" and listing.get(target):
             name = ",".join(data[1:]).strip()
             if name:

@@ -140,6 +140,14 @@ def test_ssh_config_and_snapshot_lists_are_parsed_per_machine() -> None:
         "1,worker1,ui,detail,Snapshot Names are listed here\n"
     )
     assert parse_snapshot_list(listing) == {"manager1": ["clean", "later"], "worker1": []}
+    # vagrant-libvirt 0.11.2's list, as printed on a real VM here: the opening line keeps
+    # Vagrant's `==> NAME:` prefix.
+    libvirt_listing = (
+        "1795764037,manager1,metadata,provider,libvirt\n"
+        "1795764037,manager1,ui,output,==> manager1: \n"
+        "1795764037,manager1,ui,detail,s1\n"
+    )
+    assert parse_snapshot_list(libvirt_listing) == {"manager1": ["s1"]}
 
 
 # --- settings --------------------------------------------------------------------------------
