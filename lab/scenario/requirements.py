@@ -8,6 +8,7 @@ gets the lab there.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Callable
 
 from ..context import Lab
@@ -17,6 +18,9 @@ from .cluster import Cluster
 from .errors import LabNotReady
 from .model import Scenario
 from .results import PASSED, CheckResult
+
+# Seconds (times the provider's time scale) a swarm with a node briefly Down gets to recover.
+READY_WAIT_SECONDS = 30
 
 
 def check(
@@ -49,6 +53,12 @@ def check(
     if wanted:
         try:
             ready = cluster.ready_nodes()
+            # A node busy enough to miss its heartbeats (emulated CPUs after a scenario) is
+            # Down for a moment, then Ready again: it gets a while before the run gives up.
+            deadline = time.monotonic() + READY_WAIT_SECONDS * lab.provider.time_scale
+            while len(ready) < wanted <= len(lab.spec.nodes) and time.monotonic() < deadline:
+                time.sleep(5)
+                ready = cluster.ready_nodes()
         except LabError as exc:
             raise LabNotReady(f"a swarm is needed, but {exc}; run `{fix}`") from None
         if len(ready) < wanted:
