@@ -8,6 +8,7 @@ outcome is kept apart from the others'.
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 import time
@@ -24,6 +25,11 @@ from invoke.exceptions import CommandTimedOut
 from .errors import NodeError
 from .providers.base import SSHTarget
 from .spec import NodeSpec, SSHSettings
+
+# paramiko's transport thread logs a dropped connection ("Socket exception: Connection reset
+# by peer") and, with no handler of ours, Python prints it on stderr beside the one-line error
+# the CLI gives for the same event.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 T = TypeVar("T")
 

@@ -170,8 +170,11 @@ def test_clock_skew_ca_end_to_end(vm_lab: LabHandle) -> None:
 def test_snapshot_and_reset_bring_the_lab_back_with_the_clock_right(vm_lab: LabHandle) -> None:
     taken = vm_lab.invoke("lab.snapshot", "lesson-start", timeout=1200)
     assert taken.code == 0, taken.output
-    exec_on(vm_lab, "manager1", "docker service create --detach --name after-snapshot"
-                                " swarmlab/busybox:latest sleep 3600")
+    # Two managers on emulated CPUs can be between leaders for a while (after the rebuild of
+    # the previous test, or the snapshot's pause): the change waits for one, as scenarios do.
+    exec_on(vm_lab, "manager1", "for i in $(seq 60); do docker node ls >/dev/null 2>&1 && break;"
+                                " sleep 5; done; docker service create --detach --name"
+                                " after-snapshot swarmlab/busybox:latest sleep 3600")
     time.sleep(20)  # the reverted guests wake with the clock of the snapshot, this far behind
     reset = vm_lab.invoke("lab.reset", timeout=1200)
     assert reset.code == 0, reset.output
