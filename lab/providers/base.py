@@ -64,6 +64,18 @@ class Provider(ABC):
     def lab_dir(self) -> Path:
         return self.state.path.parent
 
+    # --- names of what the lab makes on this host: unique per lab, so labs never collide --
+    @property
+    def network_name(self) -> str:
+        return f"swarmlab-{self.spec.name}"
+
+    def machine_name(self, node: NodeSpec) -> str:
+        """The VM's or container's name."""
+        return f"swarmlab-{self.spec.name}-{node.name}"
+
+    def volume_name(self, node: NodeSpec) -> str:
+        return f"{self.machine_name(node)}-docker"
+
     # --- lifecycle -----------------------------------------------------------------------
     @abstractmethod
     def preflight(self) -> list[str]:

@@ -100,16 +100,6 @@ class LocalProvider(Provider):
     can_snapshot = False
 
     @property
-    def network_name(self) -> str:
-        return f"swarmlab-{self.spec.name}"
-
-    def container_name(self, node: NodeSpec) -> str:
-        return f"swarmlab-{self.spec.name}-{node.name}"
-
-    def volume_name(self, node: NodeSpec) -> str:
-        return f"swarmlab-{self.spec.name}-{node.name}-docker"
-
-    @property
     def image(self) -> str:
         return str(self.spec.provider_settings.get("image", "swarmlab/node:bookworm"))
 
@@ -228,13 +218,13 @@ class LocalProvider(Provider):
 
     def _find_container(self, node: NodeSpec) -> Any | None:
         try:
-            container = self.client.containers.get(self.container_name(node))
+            container = self.client.containers.get(self.machine_name(node))
         except NotFound:
             return None
         if container.labels.get(LABEL_LAB) != self.spec.name:
             raise NodeError(
                 node.name,
-                f"a container named {self.container_name(node)} exists but is not this lab's;"
+                f"a container named {self.machine_name(node)} exists but is not this lab's;"
                 " rename the lab or remove that container yourself",
             )
         return container
@@ -303,7 +293,7 @@ class LocalProvider(Provider):
         try:
             created = self.client.api.create_container(
                 self.image,
-                name=self.container_name(node),
+                name=self.machine_name(node),
                 hostname=node.name,
                 labels=labels,
                 host_config=host_config,
@@ -345,7 +335,7 @@ class LocalProvider(Provider):
                     f"its container stopped while booting (exit {state.get('ExitCode')}"
                     f"{', ' + state['Error'] if state.get('Error') else ''}"
                     f"{', last words: ' + last if last else ''}); see `docker logs"
-                    f" {self.container_name(node)}`",
+                    f" {self.machine_name(node)}`",
                 )
             try:
                 with socket.create_connection((node.address, 22), timeout=2) as sock:

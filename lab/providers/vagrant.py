@@ -156,17 +156,6 @@ class VagrantProvider(Provider):
             self._client = docker_client()
         return self._client
 
-    @property
-    def network_name(self) -> str:
-        return f"swarmlab-{self.spec.name}"
-
-    def machine_name(self, node: NodeSpec) -> str:
-        """The VM's or container's name: unique per lab, so labs never collide."""
-        return f"swarmlab-{self.spec.name}-{node.name}"
-
-    def volume_name(self, node: NodeSpec) -> str:
-        return f"{self.machine_name(node)}-docker"
-
     def host_key_alias(self, node: NodeSpec) -> str:
         # Machines share 127.0.0.1 and their forwarded ports move (a restarted container gets
         # a new one): the key is pinned under the machine's name, never under host:port.
