@@ -1,4 +1,5 @@
-"""lab.up as a lifecycle of named steps: preflight, create, prepare, swarm, verify.
+"""A lab's lifecycle: up as named steps (preflight, create, prepare, swarm, verify), down,
+and the revert to a snapshot that lab.reset and class.reset share.
 
 Each step is reported as it runs, and the state file records what it made and what
 converged, so a rerun after a fault finishes the job and a rerun on a converged lab changes
@@ -13,12 +14,16 @@ from dataclasses import dataclass, field
 
 from . import swarm
 from .context import Lab
-from .errors import LabError
+from .errors import LabError, NodeError
 from .prepare import prepare_nodes
-from .remote import first_error
+from .prepare.timesync import make_time_right
+from .remote import Node, first_error, run_parallel
 
 Log = Callable[[str], None]
 STEPS = ("preflight", "create", "prepare", "swarm", "verify")
+# After a revert, the managers boot and hold a Raft election before the swarm answers: on
+# emulated CPUs (time_scale) that takes minutes, not seconds.
+SETTLE_SECONDS = 120
 
 
 @dataclass
@@ -145,3 +150,59 @@ def down(lab: Lab, log: Log = print) -> list[str]:
 def require_up(lab: Lab) -> None:
     if not lab.state.machines:
         raise LabError(f"lab {lab.spec.name!r} has no machines; run `invoke lab.up` first")
+
+
+def make_clocks_right(lab: Lab, log: Log) -> str:
+    """Step every node's clock where nodes own one; containers share the host's."""
+    if not lab.provider.owns_clock:
+        return "clocks: shared with the host"
+    log("==> clocks")
+    outcomes = run_parallel(lab.nodes(), make_time_right, parallel=lab.spec.ssh.parallel,
+                            deadline=lab.spec.ssh.command_timeout)
+    error = first_error(outcomes)
+    if error:
+        raise LabError(f"making clocks right: {error}")
+    for name, outcome in outcomes.items():
+        log(f"  {name}: clock skew {outcome.value:+.3f} s")
+    worst = max(abs(outcome.value) for outcome in outcomes.values())
+    return f"clocks right (worst skew {worst:.3f} s)"
+
+
+def revert(lab: Lab, snapshot: str, log: Log = print) -> str:
+    """Revert every machine to a snapshot and give the lab back only once it works.
+
+    A reverted guest wakes with the snapshot's clock and swarm certificates tolerate an hour,
+    so time is put right before anything talks to the swarm; then, if the snapshot held a
+    swarm, its managers are given time to elect a leader and every node to be Ready again.
+    """
+    log(f"==> revert to {snapshot}")
+    lab.provider.revert(snapshot)
+    lab.forget_connections()
+    clocks = make_clocks_right(lab, log)
+    lab.state.invalidate_steps()
+    timeout = SETTLE_SECONDS * lab.provider.time_scale
+    in_swarm = _swarm_managers(lab, deadline=time.monotonic() + timeout)
+    if not in_swarm:
+        return f"reverted to {snapshot}; {clocks}; no swarm in this snapshot"
+    log("==> swarm")
+    current = swarm.verify(lab, in_swarm[0], timeout=timeout)
+    log(f"  a leader, {len(current)} nodes Ready with the right roles")
+    return f"reverted to {snapshot}; {clocks}; swarm has a leader, {len(current)} nodes Ready"
+
+
+def _swarm_managers(lab: Lab, deadline: float) -> list[Node]:
+    """The managers that are in a swarm, once each one's dockerd answers (it may still be
+    starting on a guest that has just woken from a snapshot)."""
+    found = []
+    for node in lab.managers():
+        while True:
+            try:
+                state = swarm.info(node)
+                break
+            except NodeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(3)
+        if state.state == "active":
+            found.append(node)
+    return found

@@ -238,7 +238,7 @@ def verify(lab: Lab, leader: Node, timeout: float = 60) -> list[SwarmMember]:
     deadline = time.monotonic() + timeout
     problems: list[str] = []
     while True:
-        current = members(leader)
+        current = members(leader, wait_for_leader=max(0.0, deadline - time.monotonic()))
         problems = problems_of(lab, current)
         if not problems or time.monotonic() > deadline:
             break

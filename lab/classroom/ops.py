@@ -22,7 +22,6 @@ from typing import Any
 from .. import lifecycle
 from ..context import Lab
 from ..errors import LabError, NodeError
-from ..prepare.timesync import make_time_right
 from ..remote import Node, first_error, run_parallel
 from ..status import collect
 from . import health
@@ -63,16 +62,6 @@ def up(entry: StudentLab, log: Log, *, skip_swarm: bool, force: bool) -> tuple[s
         return f"{len(entry.spec.nodes)} nodes, {what} ({how})", report.timings()
 
 
-def make_clocks_right(lab: Lab, log: Log) -> str:
-    """Step every node's clock where nodes own one; containers share the host's."""
-    if not lab.provider.owns_clock:
-        return "clocks: shared with the host"
-    log("==> clocks")
-    skews = _on_every_node(lab, make_time_right, "making clocks right")
-    worst = max(abs(skew) for skew in skews.values())
-    return f"clocks right (worst skew {worst:.3f} s)"
-
-
 def reset(entry: StudentLab, log: Log, *, to: str) -> tuple[str, Any]:
     with Lab(entry.spec, log=log) as lab:
         lifecycle.require_up(lab)
@@ -83,20 +72,13 @@ def reset(entry: StudentLab, log: Log, *, to: str) -> tuple[str, Any]:
                 f"provider {lab.spec.provider} cannot revert to a snapshot {to!r}; use --to"
                 " prepared or --to swarm"
             )
-        log(f"==> revert to {to}")
-        lab.provider.revert(to)
-        lab.forget_connections()
-        # A reverted guest wakes with the snapshot's clock: swarm certificates tolerate an
-        # hour only, so time is put right before anything talks to the swarm.
-        clocks = make_clocks_right(lab, log)
-        lab.state.invalidate_steps()
-        return f"reverted to snapshot {to}; {clocks}", {"to": to}
+        return lifecycle.revert(lab, to, log), {"to": to}
 
 
 def _reset_docker(lab: Lab, log: Log, to: str) -> tuple[str, Any]:
     # Machines back and prepared first: a student may have stopped Docker or a node.
     lifecycle.up(lab, skip_swarm=True, log=log)
-    clocks = make_clocks_right(lab, log)
+    clocks = lifecycle.make_clocks_right(lab, log)
     undone = health.undo_recorded(lab, log)
     log("==> wipe")
     command = _wipe_command([shlex.quote(image) for image in lab.spec.images.values()])

@@ -61,7 +61,7 @@ def step_from_controller(node: Node) -> float:
     return measure_skew(node)
 
 
-def make_time_right(node: Node, facts: Facts | None = None) -> float:
+def make_time_right(node: Node) -> float:
     """Step the clock now (after a snapshot revert rewound it); returns the skew after.
 
     chrony first, as on any real network; if the node is still off (no NTP server answered

@@ -11,10 +11,8 @@ from invoke import Collection, Context, task
 from .. import status as lab_status
 from ..errors import LabError
 from ..lifecycle import down as lab_down
-from ..lifecycle import require_up
+from ..lifecycle import require_up, revert
 from ..lifecycle import up as lab_up
-from ..prepare.facts import gather
-from ..prepare.timesync import make_time_right
 from ..remote import run_parallel
 from .common import err, open_lab, say, user_errors
 from .doctor_tasks import doctor
@@ -124,17 +122,7 @@ def reset(ctx: Context, to: str = "", provider: str | None = None, insecure: boo
         target = to or (snapshots[-1] if snapshots else "")
         if not target:
             raise LabError("no snapshot to reset to; take one with `invoke lab.snapshot NAME`")
-        lab.provider.revert(target)
-        lab.forget_connections()
-        # A reverted guest wakes with the clock of the snapshot: swarm certificates only
-        # tolerate an hour, so time is put right before anything talks to the swarm.
-        outcomes = run_parallel(lab.nodes(), lambda n: make_time_right(n, gather(n)),
-                                parallel=lab.spec.ssh.parallel)
-        for name, outcome in outcomes.items():
-            say(f"  {name}: " + (f"clock skew {outcome.value:+.3f} s" if outcome.ok
-                                 else f"clock not fixed: {outcome.error}"))
-        lab.state.invalidate_steps()
-        say(f"lab {lab.spec.name} reset to {target}")
+        say(f"lab {lab.spec.name}: " + revert(lab, target, log=say))
 
 
 namespace = Collection("lab", up, down, status_, ssh, exec_, snapshot, reset, doctor)
