@@ -134,7 +134,7 @@ class Node:
         self,
         command: str,
         *,
-        timeout: int | None = None,
+        timeout: float | None = None,
         check: bool = False,
         shown: str | None = None,
         stdin: str | None = None,
@@ -158,7 +158,7 @@ class Node:
         try:
             result = connection.run(command, **kwargs)
         except CommandTimedOut:
-            raise NodeError(self.name, f"`{display}` did not finish within {limit} s") from None
+            raise NodeError(self.name, f"`{display}` did not finish within {limit:g} s") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self.close()
             raise NodeError(

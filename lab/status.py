@@ -54,13 +54,16 @@ def collect(lab: Lab) -> dict[str, Any]:
         if machine and machine.running and spec_node.name in lab.state.machines:
             reachable.append(lab.node(spec_node.name))
 
+    # Emulated CPUs (time_scale) answer a busy moment's probe minutes late, not seconds.
+    scale = lab.provider.time_scale
+
     def probe(node: Node) -> dict[str, str]:
-        result = node.run(NODE_PROBE, timeout=30, shown="status probe")
+        result = node.run(NODE_PROBE, timeout=30 * scale, shown="status probe")
         found = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
         found["skew"] = str(measure_skew(node))
         return found
 
-    outcomes = run_parallel(reachable, probe, parallel=lab.spec.ssh.parallel, deadline=60)
+    outcomes = run_parallel(reachable, probe, parallel=lab.spec.ssh.parallel, deadline=60 * scale)
     for name, outcome in outcomes.items():
         row = rows[name]
         if outcome.ok:
