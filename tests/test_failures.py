@@ -179,12 +179,15 @@ def test_non_overlay_network(lab: LabHandle) -> None:
     assert "Error: No such network: lesson-net" in result.stdout
     assert "The network lesson-net cannot be used with services" in result.stdout
 
-    report = doctor(lab)
-    assert report["exit_code"] == 1
-    [finding] = problems(report, "networks")
-    assert finding["node"] == "manager1" and finding["saw"].startswith("lesson-net is a local")
-
-    fixed = lab.invoke("failure.fix", "non-overlay-network")
+    try:
+        report = doctor(lab)
+        assert report["exit_code"] == 1
+        found = problems(report, "networks")
+        # Once in a full run (never alone) the finding here had no node: its text tells why.
+        assert [(f["node"], f["saw"][:22]) for f in found] == [
+            ("manager1", "lesson-net is a local")], found
+    finally:  # the module's later tests need the lab whole, whatever the doctor said
+        fixed = lab.invoke("failure.fix", "non-overlay-network")
     assert fixed.code == 0, fixed.output
     assert "docker network create -d overlay lesson-net" in fixed.stdout
     assert re.search(r"lesson-web\s+replicated\s+1/1", fixed.stdout)

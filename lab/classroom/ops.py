@@ -72,7 +72,7 @@ def reset(entry: StudentLab, log: Log, *, to: str) -> tuple[str, Any]:
                 f"provider {lab.spec.provider} cannot revert to a snapshot {to!r}; use --to"
                 " prepared or --to swarm"
             )
-        return lifecycle.revert(lab, to, log), {"to": to}
+        return f"reverted to snapshot {to}; " + lifecycle.revert(lab, to, log), {"to": to}
 
 
 def _reset_docker(lab: Lab, log: Log, to: str) -> tuple[str, Any]:

@@ -12,6 +12,7 @@ from .. import status as lab_status
 from ..errors import LabError
 from ..lifecycle import down as lab_down
 from ..lifecycle import require_up, revert
+from ..lifecycle import snapshot as take_snapshot
 from ..lifecycle import up as lab_up
 from ..remote import run_parallel
 from .common import err, open_lab, say, user_errors
@@ -107,7 +108,7 @@ def snapshot(ctx: Context, name: str, provider: str | None = None, insecure: boo
     """Take a snapshot of every machine (providers that can)."""
     with open_lab(ctx, provider, insecure, log=say) as lab:
         require_up(lab)
-        lab.provider.snapshot(name)
+        take_snapshot(lab, name, log=say)
         say(f"snapshot {name} taken of {len(lab.spec.nodes)} machines")
 
 
@@ -122,7 +123,7 @@ def reset(ctx: Context, to: str = "", provider: str | None = None, insecure: boo
         target = to or (snapshots[-1] if snapshots else "")
         if not target:
             raise LabError("no snapshot to reset to; take one with `invoke lab.snapshot NAME`")
-        say(f"lab {lab.spec.name}: " + revert(lab, target, log=say))
+        say(f"lab {lab.spec.name} reset to {target}: " + revert(lab, target, log=say))
 
 
 namespace = Collection("lab", up, down, status_, ssh, exec_, snapshot, reset, doctor)
