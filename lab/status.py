@@ -37,6 +37,9 @@ class NodeStatus:
     error: str = ""
 
 
+LEADER_WAIT_SECONDS = 15
+
+
 def collect(lab: Lab) -> dict[str, Any]:
     machines = {m.name: m for m in lab.provider.status()}
     rows: dict[str, NodeStatus] = {}
@@ -86,7 +89,9 @@ def collect(lab: Lab) -> dict[str, Any]:
     current: list[swarm.SwarmMember] = []
     if leader is not None:
         try:
-            current = swarm.members(leader)
+            # Two managers on busy emulated CPUs can be between leaders for a moment (seen
+            # right after lab.reset): that is given a while before it reads as "no leader".
+            current = swarm.members(leader, wait_for_leader=LEADER_WAIT_SECONDS * scale)
         except LabError:  # a manager that lost its quorum between the two questions
             leader = None
     for member in current:

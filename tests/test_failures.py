@@ -184,7 +184,7 @@ def test_non_overlay_network(lab: LabHandle) -> None:
         assert report["exit_code"] == 1
         found = problems(report, "networks")
         # Once in a full run (never alone) the finding here had no node: its text tells why.
-        assert [(f["node"], f["saw"][:22]) for f in found] == [
+        assert [(f["node"], f["saw"][:21]) for f in found] == [
             ("manager1", "lesson-net is a local")], found
     finally:  # the module's later tests need the lab whole, whatever the doctor said
         fixed = lab.invoke("failure.fix", "non-overlay-network")
