@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import swarm
 from .context import Lab
@@ -157,14 +158,10 @@ def make_clocks_right(lab: Lab, log: Log) -> str:
     if not lab.provider.owns_clock:
         return "clocks: shared with the host"
     log("==> clocks")
-    outcomes = run_parallel(lab.nodes(), make_time_right, parallel=lab.spec.ssh.parallel,
-                            deadline=lab.spec.ssh.command_timeout)
-    error = first_error(outcomes)
-    if error:
-        raise LabError(f"making clocks right: {error}")
-    for name, outcome in outcomes.items():
-        log(f"  {name}: clock skew {outcome.value:+.3f} s")
-    worst = max(abs(outcome.value) for outcome in outcomes.values())
+    skews = on_nodes(lab, lab.nodes(), make_time_right, "making clocks right")
+    for name, skew in skews.items():
+        log(f"  {name}: clock skew {skew:+.3f} s")
+    worst = max(abs(skew) for skew in skews.values())
     return f"clocks right (worst skew {worst:.3f} s)"
 
 
@@ -172,12 +169,18 @@ DOCKER_STOP = "systemctl stop docker.socket docker.service"
 DOCKER_START = "systemctl start docker.socket docker.service"
 
 
-def _on_nodes(lab: Lab, nodes: list[Node], command: str, what: str) -> None:
-    outcomes = run_parallel(nodes, lambda node: node.run(command, timeout=300, check=True),
-                            parallel=lab.spec.ssh.parallel)
+def on_nodes(lab: Lab, nodes: list[Node], work: Callable[[Node], Any], what: str) -> dict[str, Any]:
+    """Each node's result of `work`, run in parallel; the first node's fault stops it all."""
+    outcomes = run_parallel(nodes, work, parallel=lab.spec.ssh.parallel,
+                            deadline=lab.spec.ssh.command_timeout)
     error = first_error(outcomes)
     if error:
         raise LabError(f"{what}: {error}")
+    return {name: outcome.value for name, outcome in outcomes.items()}
+
+
+def _systemctl(lab: Lab, nodes: list[Node], command: str, what: str) -> None:
+    on_nodes(lab, nodes, lambda node: node.run(command, timeout=300, check=True), what)
 
 
 def snapshot(lab: Lab, name: str, log: Log = print) -> None:
@@ -192,7 +195,7 @@ def snapshot(lab: Lab, name: str, log: Log = print) -> None:
     if managers:
         log(f"==> docker stopped on {', '.join(n.name for n in managers)} for a consistent"
             " snapshot of the swarm's Raft log")
-        _on_nodes(lab, managers, DOCKER_STOP, "stopping Docker for the snapshot")
+        _systemctl(lab, managers, DOCKER_STOP, "stopping Docker for the snapshot")
     try:
         log(f"==> snapshot {name}")
         lab.provider.snapshot(name)
@@ -200,7 +203,7 @@ def snapshot(lab: Lab, name: str, log: Log = print) -> None:
         if managers:
             log("==> docker started again")
             lab.forget_connections()
-            _on_nodes(lab, managers, DOCKER_START, "starting Docker after the snapshot")
+            _systemctl(lab, managers, DOCKER_START, "starting Docker after the snapshot")
     if managers:
         current = swarm.verify(lab, managers[0], timeout=SETTLE_SECONDS * lab.provider.time_scale)
         log(f"  a leader, {len(current)} nodes Ready with the right roles")
@@ -219,7 +222,7 @@ def revert(lab: Lab, snapshot: str, log: Log = print) -> str:
     clocks = make_clocks_right(lab, log)
     lab.state.invalidate_steps()
     # A snapshot of a swarm holds its managers with Docker stopped (see snapshot above).
-    _on_nodes(lab, lab.nodes(), DOCKER_START, "starting Docker after the revert")
+    _systemctl(lab, lab.nodes(), DOCKER_START, "starting Docker after the revert")
     timeout = SETTLE_SECONDS * lab.provider.time_scale
     in_swarm = _swarm_managers(lab, deadline=time.monotonic() + timeout)
     if not in_swarm:

@@ -22,7 +22,7 @@ from typing import Any
 from .. import lifecycle
 from ..context import Lab
 from ..errors import LabError, NodeError
-from ..remote import Node, first_error, run_parallel
+from ..remote import Node
 from ..status import collect
 from . import health
 from .plan import StudentLab
@@ -43,15 +43,6 @@ def _wipe_command(keep: list[str]) -> str:
         " docker image prune -f >/dev/null;"
         " docker info --format '{{.Swarm.LocalNodeState}}'"
     )
-
-
-def _on_every_node(lab: Lab, work: Any, what: str) -> dict[str, Any]:
-    outcomes = run_parallel(lab.nodes(), work, parallel=lab.spec.ssh.parallel,
-                            deadline=lab.spec.ssh.command_timeout)
-    error = first_error(outcomes)
-    if error:
-        raise LabError(f"{what}: {error}")
-    return {name: outcome.value for name, outcome in outcomes.items()}
 
 
 def up(entry: StudentLab, log: Log, *, skip_swarm: bool, force: bool) -> tuple[str, Any]:
@@ -90,7 +81,7 @@ def _reset_docker(lab: Lab, log: Log, to: str) -> tuple[str, Any]:
             raise NodeError(node.name, f"still in a swarm after the wipe ({state or 'no answer'})")
         return state
 
-    _on_every_node(lab, wipe, "wiping Docker")
+    lifecycle.on_nodes(lab, lab.nodes(), wipe, "wiping Docker")
     lab.state.invalidate_steps("swarm")
     # The lab is reset: no failure is broken on purpose any more (undone above, or wiped).
     lab.state.broken.clear()
