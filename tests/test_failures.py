@@ -83,10 +83,30 @@ def test_clock_skew_ca_steps_break_and_fix_in_order() -> None:
     joins = break_plan(spec)[8:]
     assert [(s.node, s.expect) for s in joins] == [("manager2", X509), ("worker1", X509)]
     assert "--token {token:manager}" in joins[0].command
-    safe = [s.command for s in fix_plan(spec, "safe")]
-    assert safe.index("docker swarm ca --rotate") > max(
-        i for i, c in enumerate(safe) if c.startswith("date -s"))
-    assert not any(c.startswith("docker swarm init") for c in safe)
+    safe = [(s.node, s.command) for s in fix_plan(spec, "safe")]
+    on_manager = [c for n, c in safe if n == "manager1"]
+    # Clocks right everywhere, the plain rotation (which Docker refuses while the old root is
+    # not yet valid), then the bridge: a root made under the right clock, the clock in the old
+    # root's window with time sync off for the one rotation to it, the clock right again, a
+    # second rotation under it, and the bridge key gone; then fresh joins, and never an init.
+    bridge = on_manager[on_manager.index("docker swarm ca --rotate"):]
+    assert [c.split(" && openssl")[0] for c in bridge] == [
+        "docker swarm ca --rotate",
+        "rm -rf /root/swarmlab-bridge-ca && install -d -m 700 /root/swarmlab-bridge-ca",
+        "systemctl stop chrony",
+        "date -s @{root_window}",
+        "docker swarm ca --rotate --quiet --ca-cert /root/swarmlab-bridge-ca/ca.crt"
+        " --ca-key /root/swarmlab-bridge-ca/ca.key",
+        "date -s @{now}",
+        "systemctl start chrony",
+        "docker swarm ca --rotate --quiet",
+        "rm -rf /root/swarmlab-bridge-ca",
+    ]
+    assert "openssl req -x509" in bridge[1] and "-days 3650" in bridge[1]
+    assert safe.index(("manager1", "docker swarm ca --rotate")) > max(
+        i for i, (n, c) in enumerate(safe) if c == "date -s @{now}" and n != "manager1")
+    assert [n for n, c in safe if c.startswith("docker swarm join")] == ["manager2", "worker1"]
+    assert not any(c.startswith("docker swarm init") for _, c in safe)
     seed = [s.command for s in fix_plan(spec, "seed")]
     assert seed.index(next(c for c in seed if c.startswith("docker swarm init"))) > max(
         i for i, c in enumerate(seed) if c.startswith("date -s"))

@@ -1,8 +1,9 @@
 """clock-skew-ca: a swarm CA made under a clock well over an hour ahead.
 
-Swarm backdates its certificates by an hour, so only a bigger skew shows: the manager's
-clock is set three hours ahead with time sync stopped, the swarm initialised (its root CA
-valid from "now" on that clock, minus an hour), the clock corrected, and every join fails
+The manager's clock is set three hours ahead with time sync stopped (well past the hour by
+which swarm backdates node certificates; its root CA it backdates by five minutes only, as
+measured on Docker 20.10), the swarm initialised (its root CA valid from "now" on that
+clock), the clock corrected, and every join fails
 with "x509: certificate has expired or is not yet valid".
 
 It needs nodes that own their clocks. Containers share the host's clock (and nodes are
@@ -12,12 +13,14 @@ not reach dockerd. So on such providers it refuses, and never fakes the error.
 The procedure is a plain list of steps per node, so that it can be read and tested without
 machines; tests/test_vm_libvirt.py runs it on real VMs under QEMU.
 
-The fix without a rebuild is `docker swarm ca --rotate` under the right clocks. Docker 20.10
-(the box's and Debian's) refuses it while the old root is not yet valid, with "error loading
-cluster rootCA for update", and the root is not backdated (its notBefore is the wrong clock's
-minute), so stepping the clock into the old root's window for the rotation only makes a new
-root that is again in the future. Where Docker refuses, the safe fix says so and rebuilds the
-swarm, the seed's way, rather than leaving the lab broken.
+The fix without a rebuild is `docker swarm ca --rotate` under the right clocks, and Docker
+refuses it: it loads the old root before it rotates, and a root that is not yet valid does
+not load ("error loading cluster rootCA for update"). So the rotation crosses a bridge: a
+root made with openssl under the right clock (valid from now on, so also at the wrong time),
+the manager's clock stepped for a moment into the old root's window, where Docker rotates to
+that root; the clock put right; and one more rotation, because the manager's own certificate
+was reissued under the wrong clock (swarm backdates it by only an hour). The nodes then join
+with fresh tokens, and no node ever left the manager's swarm.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ from typing import Any
 
 from .. import swarm
 from ..context import Lab
+from ..doctor.certs import parse_cert
 from ..doctor.text import Text
 from ..errors import LabError
+from ..remote import Node
 from ..spec import LabSpec, NodeSpec
 from .base import Explanation, Failure
 from .show import Show
@@ -41,6 +46,10 @@ ROTATION_REFUSED = "error loading cluster rootCA for update"
 AHEAD_SECONDS = 3 * 3600
 CLOCK_PROVIDERS = "vagrant (libvirt or VirtualBox VMs) or vmware"
 NOW = "{now}"  # the controller's clock, filled in when the step runs
+# A moment inside the old root's validity (or now, where the root is valid already: a rerun
+# of the fix), filled in from the root the manager holds when the step runs.
+ROOT_WINDOW = "{root_window}"
+BRIDGE_DIR = "/root/swarmlab-bridge-ca"  # the bridge root's key: root only, removed after
 Address = Callable[[NodeSpec], str]
 
 
@@ -108,12 +117,41 @@ def break_plan(spec: LabSpec, address: Address = lambda n: n.address) -> list[St
         Step(first, f"systemctl stop {_chrony(spec)}",
              say="Time sync off, so nothing puts the clock back."),
         Step(first, f"date -s @$(( $(date +%s) + {AHEAD_SECONDS} ))",
-             say="Three hours ahead: swarm backdates certificates by one hour, so less would"
-                 " not show."),
-        _init(spec, address, "The root CA is made now: valid from the wrong time minus an hour."),
+             say="Three hours ahead: well past the hour by which swarm backdates node"
+                 " certificates."),
+        _init(spec, address,
+              "The root CA is made now: valid from the wrong time, less five minutes."),
         Step(first, f"date -s @{NOW}", say="The clock is corrected, as chrony would."),
         Step(first, f"systemctl start {_chrony(spec)}"),
         *_joins(spec, address, X509, "Docker's error: x509 certificate not yet valid"),
+    ]
+
+
+def rotation_bridge(spec: LabSpec) -> list[Step]:
+    """Rotate from a root that is not yet valid: Docker loads the old root before it rotates,
+    so the manager's clock visits the old root's window for the one rotation that needs it."""
+    first = spec.first_manager.name
+    cert, key = f"{BRIDGE_DIR}/ca.crt", f"{BRIDGE_DIR}/ca.key"
+    return [
+        Step(first, f"rm -rf {BRIDGE_DIR} && install -d -m 700 {BRIDGE_DIR} && openssl req"
+                    " -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650"
+                    f" -subj /CN=swarmlab-bridge-root -keyout {key} -out {cert} 2>&1",
+             say="So the rotation crosses a bridge. First a root made with openssl under the"
+                 " right clock: valid from now on, and so also at the wrong time. Its key"
+                 " stays on the manager, readable by root only."),
+        Step(first, f"systemctl stop {_chrony(spec)}",
+             say="For one command the manager's clock goes back into the old root's window,"
+                 " with time sync off."),
+        Step(first, f"date -s @{ROOT_WINDOW}"),
+        Step(first, f"docker swarm ca --rotate --quiet --ca-cert {cert} --ca-key {key}",
+             say="There the old root loads, and the swarm rotates to the bridge root."),
+        Step(first, f"date -s @{NOW}", say="The clock is put right again."),
+        Step(first, f"systemctl start {_chrony(spec)}"),
+        Step(first, "docker swarm ca --rotate --quiet",
+             say="One more rotation, from a root that is valid now: the manager's own"
+                 " certificate was reissued under the wrong clock (swarm backdates it by only"
+                 " an hour), and is reissued from now, under a root swarm makes itself."),
+        Step(first, f"rm -rf {BRIDGE_DIR}", say="The bridge root's key is not needed any more."),
     ]
 
 
@@ -129,9 +167,12 @@ def fix_plan(spec: LabSpec, way: str, address: Address = lambda n: n.address) ->
         ]
     return [
         *_clocks_right(spec),
-        Step(first, "docker swarm ca --rotate",
-             say="No rebuild: a new root CA, valid from the right time; every node certificate"
-                 " is reissued and the join tokens change with it."),
+        Step(first, "docker swarm ca --rotate", must=False,
+             say="No rebuild: a new root CA under the right clock, which reissues every node"
+                 " certificate and changes the join tokens. Docker refuses it while the old"
+                 " root is not yet valid on this clock (\"error loading cluster rootCA for"
+                 " update\"):"),
+        *rotation_bridge(spec),
         *_leaves(others, "The nodes whose joins failed start clean."),
         *_joins(spec, address, JOINED, "joined with a fresh token"),
     ]
@@ -141,34 +182,40 @@ class ClockSkewCA(Failure):
     name = "clock-skew-ca"
     title = "A swarm CA made under a clock hours ahead"
     teaches = (
-        "Certificates carry a validity window; swarm backdates by an hour, so a manager whose"
-        " clock ran well over an hour ahead when the CA was made locks every node out until"
-        " the CA is rotated under the right time."
+        "Certificates carry a validity window: a manager whose clock ran hours ahead when the"
+        " CA was made locks every node out until the CA is rotated under the right time, and"
+        " Docker only rotates from a root that is valid."
     )
     explanation = Explanation(
         cause=Text(
-            "The manager's clock was more than an hour ahead when `docker swarm init` made the"
-            " root CA: the certificate is valid from that wrong time (minus the hour swarm"
-            " allows). On every correct clock it is not yet valid, so joins fail with \"error"
-            " while validating Root CA Certificate: x509: certificate has expired or is not yet"
-            " valid\".",
-            "执行 `docker swarm init` 生成根 CA 时，管理节点的时钟快了一个多小时：证书的生效时间是"
-            "那个"
-            "错误时间（减去 swarm 允许的 1 小时）。在时钟正确的节点看来证书尚未生效，于是加入时报"
-            "\"error while validating Root CA Certificate: x509: certificate has expired or is not"
-            " yet valid\"。",
+            "The manager's clock was hours ahead when `docker swarm init` made the root CA:"
+            " the certificate is valid from that wrong time (swarm backdates its root by five"
+            " minutes only). On every correct clock it is not yet valid, so joins fail with"
+            " \"error while validating Root CA Certificate: x509: certificate has expired or is"
+            " not yet valid\".",
+            "执行 `docker swarm init` 生成根 CA 时，管理节点的时钟快了几个小时：证书的生效时间"
+            "是那个错误时间（swarm 只把根证书提前 5 分钟生效）。在时钟正确的节点看来证书尚未生效，"
+            "于是加入时报 \"error while validating Root CA Certificate: x509: certificate has"
+            " expired or is not yet valid\"。",
         ),
         fix=Text(
             "Make the clocks right first (chrony running, `chronyc makestep`). Without a"
-            " rebuild: `docker swarm ca --rotate` on a manager, then fetch the join tokens again"
-            " (rotation changes them) and join. Docker 20.10 refuses that rotation while the"
-            " old root is not yet valid (\"error loading cluster rootCA for update\"); then"
-            " only the seed's way works: `docker swarm leave --force` everywhere and `docker"
-            " swarm init` again.",
-            "先校正时钟（启动 chrony，执行 `chronyc makestep`）。不重建的方法：在管理节点执行"
-            " `docker swarm ca --rotate`，重新获取加入令牌（轮换后令牌会变）再加入。Docker 20.10"
-            " 在旧根证书尚未生效时拒绝轮换（\"error loading cluster rootCA for update\"），"
-            "此时只能用原方案：所有节点 `docker swarm leave --force`，再重新 `docker swarm init`。",
+            " rebuild: rotate the root CA, then fetch the join tokens again (rotation changes"
+            " them) and join. A plain `docker swarm ca --rotate` is refused while the old root"
+            " is not yet valid (\"error loading cluster rootCA for update\"), so: make a root"
+            " with openssl under the right clock, step the manager's clock (time sync off) into"
+            " the old root's window, `docker swarm ca --rotate --ca-cert ca.crt --ca-key ca.key`,"
+            " put the clock right, and `docker swarm ca --rotate` once more so the manager's own"
+            " certificate is reissued under the right clock. The seed's way also works: `docker"
+            " swarm leave --force` everywhere and `docker swarm init` again.",
+            "先校正时钟（启动 chrony，执行 `chronyc makestep`）。不重建的方法：轮换根 CA，重新获取"
+            "加入令牌（轮换后令牌会变）再加入。旧根证书尚未生效时，直接执行 `docker swarm ca"
+            " --rotate` 会被拒绝（\"error loading cluster rootCA for update\"），因此：在正确时间下"
+            "用 openssl 生成一个根证书，关闭时间同步，把管理节点的时钟暂时调到旧根证书的有效期"
+            "内，执行"
+            " `docker swarm ca --rotate --ca-cert ca.crt --ca-key ca.key`，再把时钟调回正确时间，"
+            "然后再执行一次 `docker swarm ca --rotate`，让管理节点自己的证书在正确时间下重新签发。"
+            "原方案同样可行：所有节点 `docker swarm leave --force`，再重新 `docker swarm init`。",
         ),
     )
 
@@ -192,13 +239,21 @@ class ClockSkewCA(Failure):
         try:
             run_plan(lab, show, fix_plan(lab.spec, way, lab.provider.advertise_address))
         except LabError as exc:
-            if way != "safe" or ROTATION_REFUSED not in str(exc):
+            if way != "safe":
                 raise
-            show.say("Docker refuses to rotate a root CA that is not yet valid on the manager's"
-                     " (now right) clock: \"error loading cluster rootCA for update\". This"
-                     " Docker cannot fix it without a rebuild, so the swarm is built again, the"
-                     " seed's way.")
-            run_plan(lab, show, fix_plan(lab.spec, "seed", lab.provider.advertise_address))
+            raise LabError(f"{exc}; the swarm can always be built again:"
+                           f" `invoke failure.fix {self.name} --way seed`") from None
+
+
+def root_window(manager: Node) -> int:
+    """A minute inside the validity of the root CA the manager holds, or now if it is valid."""
+    now = int(time.time())
+    shown = manager.run("docker swarm ca", timeout=60)
+    dates = parse_cert(shown.output)
+    if not shown.ok or dates.error:
+        raise LabError(f"{manager.name}: cannot read the swarm's root CA"
+                       f" ({dates.error or shown.output.strip()[-200:]})")
+    return max(now, int(dates.not_before) + 60)
 
 
 def run_plan(lab: Lab, show: Show, steps: list[Step]) -> None:
@@ -207,6 +262,8 @@ def run_plan(lab: Lab, show: Show, steps: list[Step]) -> None:
         if step.say:
             show.say(step.say)
         command = shown = step.command.replace(NOW, str(int(time.time())))
+        if ROOT_WINDOW in command:
+            command = shown = command.replace(ROOT_WINDOW, str(root_window(first)))
         for role in ("worker", "manager"):
             marker = f"{{token:{role}}}"
             if marker in command:
@@ -214,7 +271,7 @@ def run_plan(lab: Lab, show: Show, steps: list[Step]) -> None:
                 command = command.replace(marker, token(first, role))
                 shown = shown.replace(marker, f"<{role}-token>")
         node = lab.node(step.node)
-        result = show.run(node, command, shown=shown, timeout=180)
+        result = show.run(node, command, shown=shown, timeout=300)
         if step.expect:
             show.expect(result, step.expect, step.label)
         elif step.must and not result.ok:
