@@ -90,11 +90,15 @@ def test_up_makes_a_swarm_of_three_vms(vm_lab: LabHandle) -> None:
     # Real VMs under libvirt, each with the lab file's address on its second NIC, which the
     # swarm advertises; the first NIC is vagrant-libvirt's management network.
     assert sorted(our_domains()) == [f"swarmlab-{NAME}-{n}" for n in sorted(nodes)]
-    for name, node in nodes.items():
+    for name in nodes:
         assert virsh("domstate", f"swarmlab-{NAME}-{name}").strip() == "running"
-        addresses = exec_on(vm_lab, name, "ip -4 -o addr show dev eth1")
-        assert f"inet {node['address']}/24" in addresses
-        assert exec_on(vm_lab, name, "systemd-detect-virt").strip() == "qemu"
+    # One round trip for all three (each `lab.exec` is a CLI run and an SSH login).
+    seen = exec_on(vm_lab, "all", "systemd-detect-virt; ip -4 -o addr show dev eth1")
+    for name, node in nodes.items():
+        lines = [line.split("] ", 1)[1] for line in seen.splitlines()
+                 if line.startswith(f"[{name}] ")]
+        assert lines[0] == "qemu", seen
+        assert f"inet {node['address']}/24" in lines[1], seen
     advertised = exec_on(vm_lab, "manager1", "docker node ls -q | xargs docker node inspect"
                                              " --format '{{.Status.Addr}}'").split()
     assert sorted(advertised) == sorted(n["address"] for n in nodes.values())
