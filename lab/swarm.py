@@ -19,6 +19,11 @@ from .remote import Node, run_parallel
 
 Log = Callable[[str], None]
 ALREADY_IN_SWARM = "This node is already part of a swarm"
+# `docker swarm join` stops waiting after 20 s but goes on joining in the background: on a busy
+# machine (emulated CPUs, a loaded CI host) a join that is merely slow ends with these words
+# and a non-zero exit. Whether it joined is then the node's own state to say.
+JOIN_GOES_ON = "Timeout was reached before node joined"
+JOIN_WAIT_SECONDS = 60  # times the provider's time scale
 
 
 @dataclass
@@ -127,8 +132,27 @@ def join(lab: Lab, node: Node, leader: Node, role: str, log: Log) -> None:
         f"docker swarm join --token {shlex.quote(token)} {flags} {target}",
         timeout=120, shown=shown,
     )
-    if not result.ok:
+    if not result.ok and JOIN_GOES_ON in result.output:
+        log(f"  {node.name}: Docker stopped waiting for the join, which goes on in the background;"
+            " watching the node's swarm state")
+        wait_for_join(lab, node, shown)
+    elif not result.ok:
         raise NodeError(node.name, f"`{shown}` failed: {result.output}")
+
+
+def wait_for_join(lab: Lab, node: Node, shown: str) -> SwarmInfo:
+    """Wait for a join Docker went on with in the background to end: active, or an error."""
+    timeout = JOIN_WAIT_SECONDS * lab.provider.time_scale
+    deadline = time.monotonic() + timeout
+    while True:
+        state = info(node)
+        if state.state == "active":
+            return state
+        if state.state != "pending" or time.monotonic() > deadline:
+            why = f": {state.error}" if state.error else ""
+            raise NodeError(node.name, f"`{shown}` went on in the background and the node is"
+                            f" {state.state}{why} after {timeout:.0f} s")
+        time.sleep(3)
 
 
 def converge(lab: Lab, log: Log = print, force: bool = False) -> dict[str, str]:

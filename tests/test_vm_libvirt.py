@@ -63,6 +63,8 @@ def vm_lab(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
     lab.invoke("lab.down", timeout=900)  # leftovers of an interrupted run, this lab's only
     started = time.monotonic()
     result = lab.invoke("lab.up", timeout=UP_TIMEOUT)
+    if result.code != 0:
+        lab.invoke("lab.down", timeout=900)  # three VMs left running would load the rest
     assert result.code == 0, result.output
     print(f"\nvm lane: lab.up of three VMs took {time.monotonic() - started:.0f} s")
     print(result.stdout)

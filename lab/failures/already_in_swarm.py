@@ -18,7 +18,7 @@ from ..doctor.text import Text
 from ..remote import Node
 from .base import Explanation, Failure
 from .show import Show
-from .swarmops import JOINED, drop_stale, join, restore_quorum, token, wait_for_leader
+from .swarmops import drop_stale, join, joined, restore_quorum, token, wait_for_leader
 
 ALREADY = "This node is already part of a swarm"
 QUORUM_WARNING = "Without a Raft quorum your swarm will be inaccessible"
@@ -136,4 +136,4 @@ class AlreadyInSwarm(Failure):
 
     def _rejoin(self, lab: Lab, show: Show, node: Node, leader: Node) -> None:
         result = join(lab, show, node, leader, "manager", token(leader, "manager"))
-        show.expect(result, JOINED, f"{node.name} joined as a manager")
+        joined(lab, show, node, result, f"{node.name} joined as a manager")

@@ -39,7 +39,7 @@ from ..remote import Node
 from ..spec import LabSpec, NodeSpec
 from .base import Explanation, Failure
 from .show import Show
-from .swarmops import JOINED, token
+from .swarmops import JOINED, joined, token
 
 X509 = "certificate has expired or is not yet valid"
 ROTATION_REFUSED = "error loading cluster rootCA for update"
@@ -272,7 +272,9 @@ def run_plan(lab: Lab, show: Show, steps: list[Step]) -> None:
                 shown = shown.replace(marker, f"<{role}-token>")
         node = lab.node(step.node)
         result = show.run(node, command, shown=shown, timeout=300)
-        if step.expect:
+        if step.expect == JOINED:
+            joined(lab, show, node, result, step.label)
+        elif step.expect:
             show.expect(result, step.expect, step.label)
         elif step.must and not result.ok:
             last = result.output.splitlines()[-1] if result.output else "no output"

@@ -20,7 +20,7 @@ from ..prepare.selinux import mode as selinux_mode
 from ..remote import Node
 from .base import Explanation, Failure
 from .show import Show
-from .swarmops import JOINED, drop_stale, join, token, wait_for_leader
+from .swarmops import drop_stale, join, joined, token, wait_for_leader
 
 NO_ROUTE = "connect: no route to host"
 RULE = ("INPUT -p tcp --dport 2377 -m conntrack --ctstate NEW"
@@ -117,7 +117,7 @@ class FirewallBlocksJoin(Failure):
         drop_stale(lab, show, leader, force=False)
         if swarm.info(worker).state == "inactive":
             result = join(lab, show, worker, manager, "worker", token(leader, "worker"))
-            show.expect(result, JOINED, f"{worker.name} joined as a worker")
+            joined(lab, show, worker, result, f"{worker.name} joined as a worker")
 
     def _seed(self, show: Show, node: Node) -> None:
         show.say(f"The seed's way on {node.name}: the firewall off, SELinux permissive.")
