@@ -131,7 +131,7 @@ def up(lab: Lab, *, skip_swarm: bool = False, force: bool = False, log: Log = pr
             leader = swarm.find_leader(lab)
             if leader is None:
                 raise LabError("no manager answers as a swarm leader; run `invoke lab.doctor`")
-            swarm.verify(lab, leader, timeout=30)
+            swarm.verify(lab, leader, seconds=30)
             step.detail = f"{len(spec.nodes)} nodes Ready with the right roles"
         else:
             step.detail = "prepared, no swarm"
@@ -205,7 +205,7 @@ def snapshot(lab: Lab, name: str, log: Log = print) -> None:
             lab.forget_connections()
             _systemctl(lab, managers, DOCKER_START, "starting Docker after the snapshot")
     if managers:
-        current = swarm.verify(lab, managers[0], timeout=SETTLE_SECONDS * lab.provider.time_scale)
+        current = swarm.verify(lab, managers[0], seconds=SETTLE_SECONDS)
         log(f"  a leader, {len(current)} nodes Ready with the right roles")
 
 
@@ -228,7 +228,7 @@ def revert(lab: Lab, snapshot: str, log: Log = print) -> str:
     if not in_swarm:
         return f"{clocks}; no swarm in this snapshot"
     log("==> swarm")
-    current = swarm.verify(lab, in_swarm[0], timeout=timeout)
+    current = swarm.verify(lab, in_swarm[0], seconds=SETTLE_SECONDS)
     log(f"  a leader, {len(current)} nodes Ready with the right roles")
     return f"{clocks}; swarm has a leader, {len(current)} nodes Ready"
 

@@ -257,8 +257,12 @@ def _tidy(
             done[member.hostname] = f"{verb}d to {wanted}"
 
 
-def verify(lab: Lab, leader: Node, timeout: float = 60) -> list[SwarmMember]:
-    """Wait until every node of the lab file is a Ready member with the right role."""
+def verify(lab: Lab, leader: Node, seconds: float = 60) -> list[SwarmMember]:
+    """Wait until every node of the lab file is a Ready member with the right role.
+
+    `seconds` at a real machine's speed; emulated CPUs get it times the provider's time
+    scale (a worker that just joined a loaded host's VM is Down until its first heartbeat)."""
+    timeout = seconds * lab.provider.time_scale
     deadline = time.monotonic() + timeout
     problems: list[str] = []
     while True:
