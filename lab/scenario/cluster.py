@@ -29,6 +29,10 @@ class Task:
 
 # Seconds a swarm between two leaders gets to elect one before a step counts it as broken.
 LEADER_WAIT = 60
+# Seconds a query may take at a real machine's speed; times the provider's time scale. A
+# manager of emulated VMs on a loaded host answered `docker service ls` after more than 30 s,
+# and the wait that asked failed the step although the swarm was fine.
+QUERY_SECONDS = 30
 
 
 class Cluster:
@@ -55,9 +59,13 @@ class Cluster:
         self._manager = found
         return found
 
-    def ask(self, command: str, timeout: int = 30) -> str:
+    @property
+    def query_timeout(self) -> int:
+        return int(QUERY_SECONDS * self.lab.provider.time_scale)
+
+    def ask(self, command: str) -> str:
         """Run a query on the manager; a failure is a step fault, worded by the node."""
-        return self.manager().run(command, timeout=timeout, check=True).stdout
+        return self.manager().run(command, timeout=self.query_timeout, check=True).stdout
 
     def tasks(self, service: str) -> list[Task]:
         """Tasks the swarm wants running (desired state running), with where they are."""
@@ -65,7 +73,7 @@ class Cluster:
         result = self.manager().run(
             f"docker service ps --no-trunc --filter desired-state=running"
             f" --format '{fmt}' {shlex.quote(service)}",
-            timeout=30,
+            timeout=self.query_timeout,
         )
         if not result.ok:
             if "no such service" in result.output.lower():
@@ -83,7 +91,7 @@ class Cluster:
         """The newest error among the service's tasks: why it does not converge."""
         result = self.manager().run(
             f"docker service ps --no-trunc --format '{{{{.Error}}}}' {shlex.quote(service)}",
-            timeout=30,
+            timeout=self.query_timeout,
         )
         errors = [line.strip() for line in result.stdout.splitlines() if line.strip()]
         return errors[0] if result.ok and errors else ""
@@ -110,7 +118,7 @@ class Cluster:
         result = node.run(
             f"docker ps --filter label=com.docker.swarm.task.id={task.id}"
             " --format '{{.Names}}'",
-            timeout=30,
+            timeout=self.query_timeout,
             check=True,
         )
         names = result.stdout.split()
