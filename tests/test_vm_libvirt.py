@@ -14,7 +14,6 @@ isolated (no forwarding): nothing leaves this machine.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -63,10 +62,7 @@ def vm_lab(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
                     provider="vagrant", vagrant={"provider": "libvirt"})
     lab.invoke("lab.down", timeout=900)  # leftovers of an interrupted run, this lab's only
     started = time.monotonic()
-    try:
-        result = lab.invoke("lab.up", timeout=UP_TIMEOUT)
-    finally:
-        lab_up_ended()
+    result = lab.invoke("lab.up", timeout=UP_TIMEOUT)
     if result.code != 0:
         lab.invoke("lab.down", timeout=900)  # three VMs left running would load the rest
     assert result.code == 0, result.output
@@ -75,14 +71,6 @@ def vm_lab(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
     yield lab
     if our_domains() or our_networks():  # the last test takes it down; this is a failed run
         lab.invoke("lab.down", timeout=900)
-
-
-def lab_up_ended() -> None:
-    """Tell scripts/run-tests that the boot is over: it holds the rest of the suite back until
-    then, because three VMs booting and joining a swarm on a loaded host time out."""
-    marker = os.environ.get("SWARMLAB_VM_LAB_UP")
-    if marker:
-        Path(marker).touch()
 
 
 def status(lab: LabHandle) -> dict[str, Any]:
