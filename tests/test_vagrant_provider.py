@@ -222,26 +222,26 @@ def test_vagrantfile_without_the_spec_says_what_to_run(tmp_path: Path) -> None:
     assert "Run `invoke lab.up` instead" in done.stderr
 
 
-def test_vm_key_provisioner_installs_the_lab_key_once__run_in_a_container_not_a_vm(
+def test_vm_node_provisioner_sets_key_and_name_once__run_in_a_container_not_a_vm(
     images: None,
 ) -> None:
     text = VAGRANTFILE.read_text()
-    body = text.split("LAB_KEY_SCRIPT = <<~'SH'\n", 1)[1].split("\nSH\n", 1)[0]
-    script = textwrap.dedent(body) + "\ncat /root/.ssh/authorized_keys; stat -c %a /root/.ssh"
+    body = text.split("NODE_SCRIPT = <<~'SH'\n", 1)[1].split("\nSH\n", 1)[0]
+    script = textwrap.dedent(body) + (
+        "\ncat /root/.ssh/authorized_keys; stat -c %a /root/.ssh; cat /etc/hostname;"
+        " grep -c manager1 /etc/hosts; grep 127.0.1.1 /etc/hosts")
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKYGyvTCscYdsCUjMCFf t-vag-key"
-    twice = f"sh -c {shlex.quote(script)} sh {shlex.quote(key)} root >/dev/null; " + \
-        f"sh -c {shlex.quote(script)} sh {shlex.quote(key)} root"
-    done = subprocess.run(
-        ["docker", "run", "--rm", "--label", "swarmlab.lab=t-vag-key", "--entrypoint", "sh",
-         "swarmlab/node:bookworm", "-c", twice], capture_output=True, text=True, timeout=120,
-    )
+    args = f"sh {shlex.quote(key)} root manager1 no"
+    twice = f"sh -c {shlex.quote(script)} {args} >/dev/null; sh -c {shlex.quote(script)} {args}"
+    # The container already carries the name (changing it would need SYS_ADMIN): the script
+    # still writes /etc/hostname and its /etc/hosts line, once however often it runs.
+    run = ["docker", "run", "--rm", "--label", "swarmlab.lab=t-vag-key", "--hostname",
+           "manager1", "--entrypoint", "sh", "swarmlab/node:bookworm", "-c"]
+    done = subprocess.run([*run, twice], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [key, "700"]
-    nobody = subprocess.run(
-        ["docker", "run", "--rm", "--label", "swarmlab.lab=t-vag-key", "--entrypoint", "sh",
-         "swarmlab/node:bookworm", "-c", script, "sh", key, "student"],
-        capture_output=True, text=True, timeout=120,
-    )
+    assert done.stdout.splitlines() == [key, "700", "manager1", "2", "127.0.1.1\tmanager1"]
+    nobody = subprocess.run([*run, script, "sh", key, "student", "manager1", "no"],
+                            capture_output=True, text=True, timeout=120)
     assert nobody.returncode == 1
     assert "no user student on this box" in nobody.stderr
 

@@ -192,6 +192,9 @@ class VagrantProvider(Provider):
             "provider": self.settings.provider,
             "box": self.settings.box,
             "box_version": self.settings.box_version,
+            # swarmlab's own box: the Vagrantfile names its guest and configures its NIC
+            # itself, where a foreign box gets Vagrant's own detection and configuration.
+            "own_box": self.settings.box == BOX_NAME,
             "cpus": self.settings.cpus,
             "memory": self.settings.memory,
             "image": self.settings.image,
