@@ -34,6 +34,7 @@ NAME = "t-vm"
 OCTET = 50  # the lab's subnet 10.201.50.0/24; its management network is 10.201.51.0/24
 TOKEN = re.compile(r"SWMTKN-1-(?!<redacted>)")
 UP_TIMEOUT = 2400
+CAPABILITIES_CACHE = "/var/cache/libvirt/qemu/capabilities"
 
 
 def virsh(*args: str) -> str:
@@ -81,6 +82,25 @@ def exec_on(lab: LabHandle, node: str, command: str, timeout: int = 300) -> str:
     result = lab.invoke("lab.exec", node, command, timeout=timeout)
     assert result.code == 0, result.output
     return result.stdout
+
+
+def test_libvirt_we_start_probes_qemu_without_kvm_where_kvm_boots_no_stock_kernel() -> None:
+    """Where /dev/kvm is KVM's PVM module, the libvirtd `make libvirt` starts must probe QEMU
+    without KVM. A probe with KVM in it is stale at every lookup (its QEMU user cannot use
+    /dev/kvm), and libvirt then probes QEMU again at every define and start: 17 s each,
+    measured. Its probe is cached on disk, one file per QEMU binary."""
+    driver, why = libvirt.choose_driver("auto")
+    if "PVM" not in why:
+        pytest.skip(f"not a PVM host ({why}): nothing to hide from libvirt")
+    if not (Path(__file__).parents[1] / ".cache/libvirt/libvirtd.pid").exists():
+        pytest.skip("libvirtd here is the system's, not one `make libvirt` started")
+    assert driver == "qemu"
+    libvirt.version()  # the probe is made by then
+    probes = [f.read_text() for f in Path(CAPABILITIES_CACHE).glob("*.xml")]
+    probe = [p for p in probes if "<emulator>/usr/bin/qemu-system-x86_64</emulator>" in p]
+    assert probe, f"no probe of qemu-system-x86_64 in {CAPABILITIES_CACHE}"
+    assert "<flag name='tcg'/>" in probe[0]
+    assert "<flag name='kvm'/>" not in probe[0], "libvirtd probed QEMU with KVM"
 
 
 def test_up_makes_a_swarm_of_three_vms(vm_lab: LabHandle) -> None:
