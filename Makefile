@@ -12,8 +12,8 @@ lab: deps venv docker images
 	$(INVOKE) lab.up
 
 # The vm lane (real VMs under QEMU) needs libvirt and the box; both are cheap when present.
-# It runs after the rest, alone on the machine: beside the rest its emulated swarm missed
-# its deadlines (README, Tests).
+# pytest runs one test at a time, so the lane never shares the machine with another test:
+# beside the rest its emulated swarm missed its deadlines (README, Tests).
 test: deps venv docker images libvirt box
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
