@@ -6,7 +6,7 @@ INVOKE := $(VENV)/bin/invoke
 STAMP := $(VENV)/.installed
 
 .PHONY: lab test deps venv docker images libvirt box lint bench vcsim down docker-stop \
-	libvirt-stop clean
+	libvirt-stop clean incus incus-stop
 
 lab: deps venv docker images
 	$(INVOKE) lab.up
@@ -14,7 +14,7 @@ lab: deps venv docker images
 # The vm lane (real VMs under QEMU) needs libvirt and the box; both are cheap when present.
 # pytest runs one test at a time, so the lane never shares the machine with another test:
 # beside the rest its emulated swarm missed its deadlines (README, Tests).
-test: deps venv docker images libvirt box
+test: deps venv docker images libvirt box incus
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
@@ -42,6 +42,11 @@ libvirt:
 box: venv libvirt
 	$(PY) -m lab.box build
 
+# Incus for `provider: incus`: installed from bookworm-backports if missing, started if not
+# running (lxcfs, then incusd), one `dir` storage pool; fast when it already answers.
+incus:
+	@scripts/ensure-incus
+
 vcsim: venv
 	$(PY) -m lab.vcsim build
 
@@ -63,6 +68,15 @@ docker-stop:
 # gives up at once.
 libvirt-stop:
 	@for d in libvirtd virtlogd; do f=.cache/libvirt/$$d.pid; [ -f $$f ] || continue; \
+	pid=$$(cat $$f); kill $$pid 2>/dev/null; i=0; \
+	while kill -0 $$pid 2>/dev/null && [ $$i -lt 60 ]; do sleep 0.5; i=$$((i+1)); done; \
+	rm -f $$f; done
+
+# Ends only the incusd and lxcfs that scripts/ensure-incus started (their PID files). incusd
+# leaves its containers running on SIGTERM; SIGPWR would stop every instance on the host,
+# which is not ours to do.
+incus-stop:
+	@for d in incusd lxcfs; do f=.cache/incus/$$d.pid; [ -f $$f ] || continue; \
 	pid=$$(cat $$f); kill $$pid 2>/dev/null; i=0; \
 	while kill -0 $$pid 2>/dev/null && [ $$i -lt 60 ]; do sleep 0.5; i=$$((i+1)); done; \
 	rm -f $$f; done
