@@ -1,0 +1,88 @@
+"""lab.waits.wait_until: the bound, the last probe at the bound, and the "last seen" line."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import pytest
+
+from lab.errors import LabError, NodeError
+from lab.waits import wait_until
+
+pytestmark = pytest.mark.unit
+
+
+class Counter:
+    """A probe that answers `answers` in turn (the last one forever), timing each call."""
+
+    def __init__(self, *answers: object):
+        self.answers = list(answers)
+        self.calls: list[float] = []
+        self.start = time.monotonic()
+
+    def __call__(self) -> object:
+        self.calls.append(time.monotonic() - self.start)
+        value = self.answers[min(len(self.calls), len(self.answers)) - 1]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+
+def test_returns_the_first_value_that_is_done() -> None:
+    probe = Counter("", "", "ready")
+    assert wait_until(probe, timeout=5, interval=0.01, what="ready") == "ready"
+    assert len(probe.calls) == 3
+
+
+def test_gives_up_at_the_bound_with_what_and_last_seen() -> None:
+    probe = Counter("state pending")
+    with pytest.raises(LabError) as raised:
+        wait_until(probe, timeout=0.3, interval=0.05, what="the join",
+                   done=lambda v: v == "state ready", hint="check port 2377")
+    assert str(raised.value) == ("still waiting for the join after 0.3 s; last seen: state"
+                                 " pending; check port 2377")
+    # Probed at the bound itself, never well past it.
+    assert 0.3 <= probe.calls[-1] < 0.4
+
+
+def test_last_probe_is_at_the_bound_even_with_a_long_interval() -> None:
+    probe = Counter(0, 0, 1)
+    start = time.monotonic()
+    assert wait_until(probe, timeout=0.2, interval=30, what="x", error=None) == 0
+    assert len(probe.calls) == 2 and time.monotonic() - start < 1
+
+
+def test_last_seen_formats_the_last_value() -> None:
+    with pytest.raises(LabError, match=r"last seen: 2 of 3 Ready$"):
+        wait_until(lambda: 2, timeout=0.1, interval=0.02, what="3 nodes", done=lambda n: n == 3,
+                   last_seen=lambda n: f"{n} of 3 Ready")
+
+
+def test_error_factory_names_the_node() -> None:
+    with pytest.raises(NodeError) as raised:
+        wait_until(lambda: None, timeout=0.05, interval=0.01, what="sshd",
+                   error=functools.partial(NodeError, "manager1"))
+    assert raised.value.node == "manager1"
+    assert str(raised.value).startswith("manager1: still waiting for sshd after 0.05 s")
+
+
+def test_retry_on_exceptions_are_not_yet_and_shown() -> None:
+    probe = Counter(ConnectionRefusedError(111, "Connection refused"), "up")
+    assert wait_until(probe, timeout=2, interval=0.01, what="sshd",
+                      retry_on=(ConnectionRefusedError,)) == "up"
+    with pytest.raises(LabError, match=r"last seen: \[Errno 111\] Connection refused$"):
+        wait_until(Counter(ConnectionRefusedError(111, "Connection refused")), timeout=0.05,
+                   interval=0.01, what="sshd", retry_on=(OSError,))
+
+
+def test_other_exceptions_end_the_wait_at_once() -> None:
+    probe = Counter(ValueError("bad answer"))
+    with pytest.raises(ValueError, match="bad answer"):
+        wait_until(probe, timeout=5, interval=0.01, what="x", retry_on=(OSError,))
+    assert len(probe.calls) == 1
+
+
+def test_without_error_the_last_value_comes_back() -> None:
+    assert wait_until(Counter("a", "b"), timeout=0.1, interval=0.01, what="x",
+                      done=lambda v: v == "c", error=None) == "b"
