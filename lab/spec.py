@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import SpecError
 
-PROVIDERS = ("local", "vagrant", "vmware")
+PROVIDERS = ("local", "vagrant", "vmware", "incus")
 ROLES = ("manager", "worker")
 OS_FAMILIES = ("debian", "rhel")
 FIREWALL_POLICIES = ("disable", "open-ports")
@@ -51,6 +51,7 @@ LAB_DEFAULTS: dict[str, Any] = {
     "local": {"image": "swarmlab/node:bookworm"},
     "vagrant": {},
     "vmware": {},
+    "incus": {},
     "classroom": {},  # the class tasks' own section (lab/classroom/settings.py)
 }
 
