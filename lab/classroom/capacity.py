@@ -12,11 +12,14 @@ admission faults come back per student as that lab's failure. Two things run out
   nodes fill a stock host, and a class of ten needs the limit raised.
 
 Labs being made at the same moment have not taken their room yet, so each lab's share stays
-reserved from the moment it passes the gate until its work ends.
+reserved from the moment it passes the gate until its work ends. The gate runs in one lab's
+thread while others finish and release theirs: one lock guards the reservations, or the
+sums below meet a dict that changes size under them.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from ..hostroom import inotify_free
@@ -62,8 +65,14 @@ class RoomGate:
         self.free_mib = free_mib
         self.free_inotify = free_inotify
         self.reserved: dict[str, tuple[int, int]] = {}
+        self.lock = threading.Lock()
 
     def __call__(self, entry: StudentLab) -> str | None:
+        # Counting free room and reserving it is one step: two labs never take the same room.
+        with self.lock:
+            return self._admit(entry)
+
+    def _admit(self, entry: StudentLab) -> str | None:
         per_node = needs(entry.spec, self.per_node_mib)
         if per_node is None:
             return None
@@ -90,4 +99,5 @@ class RoomGate:
         return None
 
     def release(self, entry: StudentLab) -> None:
-        self.reserved.pop(entry.id, None)
+        with self.lock:
+            self.reserved.pop(entry.id, None)

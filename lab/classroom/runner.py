@@ -14,6 +14,7 @@ record how far they got); rerunning the command finishes the job.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -94,44 +95,50 @@ def run(
         start = time.monotonic()
         if stop.is_set():
             return Result(entry.id, INTERRUPTED, detail="not started: interrupted")
+        path = log_dir / f"{entry.id}.log"
+        try:
+            try:
+                result = attempt(entry, path, start)
+            finally:
+                if release is not None:
+                    release(entry)
+        except Exception as exc:  # a fault or bug of one lab (work, gate or release): its result
+            message = redact(str(exc) if isinstance(exc, LabError) else
+                             f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(OSError), path.open("a") as handle:
+                handle.write(f"failed: {message}\n")
+            status = INTERRUPTED if stop.is_set() else FAILED
+            seconds = time.monotonic() - start
+            progress.line(entry.id, f"{status} after {seconds:.1f} s: {message}", finished=True)
+            return Result(entry.id, status, seconds, f"{message} (log: {path})")
+        # The line comes after the release, so a lab is counted finished exactly once.
+        if result.status == REFUSED:
+            progress.line(entry.id, f"{REFUSED}: {result.detail}", finished=True)
+        else:
+            progress.line(entry.id, f"done in {result.seconds:.1f} s: {result.detail}",
+                          finished=True)
+        return result
+
+    def attempt(entry: StudentLab, path: Path, start: float) -> Result:
         if gate is not None:
             # One lab at a time through the gate, so two labs never count the same free room.
             with gate_lock:
                 reason = gate(entry)
             if reason is not None:
-                progress.line(entry.id, f"{REFUSED}: {reason}", finished=True)
                 return Result(entry.id, REFUSED, detail=reason)
-        path = log_dir / f"{entry.id}.log"
-        try:
-            with path.open("a") as handle:
-                handle.write(f"--- {what} {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        with path.open("a") as handle:
+            handle.write(f"--- {what} {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
 
-                def log(line: str) -> None:
-                    handle.write(redact(line) + "\n")
-                    handle.flush()
-                    if PROGRESS_RE.match(line):
-                        progress.line(entry.id, line.strip())
-                    if stop.is_set():
-                        raise Interrupted("interrupted by the user")
+            def log(line: str) -> None:
+                handle.write(redact(line) + "\n")
+                handle.flush()
+                if PROGRESS_RE.match(line):
+                    progress.line(entry.id, line.strip())
+                if stop.is_set():
+                    raise Interrupted("interrupted by the user")
 
-                try:
-                    detail, value = work(entry, log)
-                except Exception as exc:  # one lab's fault or bug must not stop the others
-                    message = str(exc) if isinstance(exc, LabError) else \
-                        f"{type(exc).__name__}: {exc}"
-                    message = redact(message)
-                    handle.write(f"failed: {message}\n")
-                    status = INTERRUPTED if stop.is_set() else FAILED
-                    seconds = time.monotonic() - start
-                    progress.line(entry.id, f"{status} after {seconds:.1f} s: {message}",
-                                  finished=True)
-                    return Result(entry.id, status, seconds, f"{message} (log: {path})")
-        finally:
-            if release is not None:
-                release(entry)
-        seconds = time.monotonic() - start
-        progress.line(entry.id, f"done in {seconds:.1f} s: {detail}", finished=True)
-        return Result(entry.id, OK, seconds, detail, value)
+            detail, value = work(entry, log)
+        return Result(entry.id, OK, time.monotonic() - start, detail, value)
 
     pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(labs))))
     futures: dict[Future[Result], StudentLab] = {pool.submit(one, lab): lab for lab in labs}
