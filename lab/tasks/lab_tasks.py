@@ -67,9 +67,11 @@ def ssh(ctx: Context, node: str, provider: str | None = None) -> None:
 
 
 def ssh_argv(target) -> list[str]:
+    # Only the key pinned for the lab vouches for a node: not the host's ssh_known_hosts.
     return [
         "ssh", "-i", target.key_filename, "-p", str(target.port),
-        "-o", f"UserKnownHostsFile={target.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={target.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "StrictHostKeyChecking=yes",
         "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=30",
         *(["-o", f"HostKeyAlias={target.host_key_alias}"] if target.host_key_alias else []),
         f"{target.user}@{target.host}",
