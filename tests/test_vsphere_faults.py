@@ -306,3 +306,49 @@ def test_guest_without_ssh_names_the_vm(vcsim, password_env, service, tmp_path: 
     finally:
         provider_for(spec).destroy()
     assert find_vms(service, "t-vs-nossh-") == []
+
+
+def test_students_remove_sibling_folders_in_parallel(vcsim, service) -> None:
+    """Issue 14: a class's parallel teardown. Each student's thread, in a session of its own,
+    finds its folder among its siblings and removes it while the others remove theirs; a
+    look-up that read the children and then their names failed on a sibling gone between."""
+    import threading
+
+    from lab.vsphere import inventory
+
+    content = service.RetrieveContent()
+    dc = inventory.datacenter(content, "DC0")
+    students = [f"s{i}" for i in range(30)]
+    failures: list[str] = []
+    for round_ in range(3):
+        top = f"t-h6-race{round_}"
+        parent = dc.vm_folder.CreateFolder(top)
+        for name in students:
+            parent.CreateFolder(name)
+
+        def remove(names: list[str], top: str = top) -> None:
+            si = vcsim.connect()
+            try:
+                mine = si.RetrieveContent()
+                mine_dc = inventory.datacenter(mine, "DC0")
+                for name in names:
+                    try:
+                        folder, _parent = inventory.folder_path(mine, mine_dc, [top, name])
+                        assert folder is not None, f"{top}/{name} not found"
+                        outcome = run_tasks(si, {name: folder.Destroy_Task}, bound=1,
+                                            timeout=30)[name]
+                        assert outcome.ok, outcome.error
+                    except Exception as exc:  # each student's fault is counted, not fatal
+                        failures.append(f"{top}/{name}: {type(exc).__name__}: {exc}")
+            finally:
+                from pyVim.connect import Disconnect
+
+                Disconnect(si)
+
+        threads = [threading.Thread(target=remove, args=(students[i::8],)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        wait_task(parent.Destroy_Task())
+    assert not failures, f"{len(failures)} of {3 * len(students)} removals failed: {failures[:3]}"

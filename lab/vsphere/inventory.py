@@ -16,8 +16,11 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from ..errors import SpecError
+from ..waits import wait_until
 
 PC = vmodl.query.PropertyCollector
+# A folder path whose levels keep vanishing under a look-up is not a race any more.
+PATH_RETRY_SECONDS = 10.0
 
 
 @dataclass
@@ -33,12 +36,17 @@ class Found:
 
 
 def retrieve(content: Any, objects: Iterable[Any], kind: type, paths: Sequence[str]) -> list[Found]:
-    """Properties of the given objects, in one property-collector round trip (plus paging)."""
+    """Properties of the given objects, in one property-collector round trip (plus paging).
+
+    An object deleted since it was listed (a sibling lab's VM or folder, gone in parallel)
+    is left out instead of failing the whole call with ManagedObjectNotFound.
+    """
     object_set = [PC.ObjectSpec(obj=obj, skip=False) for obj in objects]
     if not object_set:
         return []
     prop_set = [PC.PropertySpec(type=kind, pathSet=list(paths))]
-    spec = PC.FilterSpec(objectSet=object_set, propSet=prop_set)
+    spec = PC.FilterSpec(objectSet=object_set, propSet=prop_set,
+                         reportMissingObjectsInResults=True)
     return _collect(content, spec)
 
 
@@ -63,11 +71,19 @@ def _collect(content: Any, spec: Any) -> list[Found]:
     result = collector.RetrievePropertiesEx([spec], PC.RetrieveOptions())
     while result is not None:
         for item in result.objects or []:
+            if _vanished(item):
+                continue
             found.append(Found(item.obj, {prop.name: prop.val for prop in item.propSet or []}))
         if not result.token:
             break
         result = collector.ContinueRetrievePropertiesEx(result.token)
     return found
+
+
+def _vanished(item: Any) -> bool:
+    # vCenter reports an object deleted meanwhile in missingSet (vcsim leaves it out).
+    return any(isinstance(getattr(missing.fault, "fault", None), vmodl.fault.ManagedObjectNotFound)
+               for missing in item.missingSet or [])
 
 
 def inventory_path(content: Any, obj: Any) -> str:
@@ -126,18 +142,31 @@ def datacenter(content: Any, name: str) -> Datacenter:
 
 
 def child_folder(content: Any, parent: Any, name: str) -> Any | None:
-    """The direct child folder `name` of `parent` (folder names are unique per parent)."""
-    children = retrieve(content, [parent], vim.Folder, ["childEntity"])
-    entities = children[0].props.get("childEntity", []) if children else []
-    folders = [e for e in entities if isinstance(e, vim.Folder)]
-    for found in retrieve(content, folders, vim.Folder, ["name"]):
-        if found.name == name:
-            return found.obj
-    return None
+    """The direct child folder `name` of `parent` (folder names are unique per parent).
+
+    One SearchIndex.FindChild call: the server looks the name up in its own inventory.
+    Reading the children and then their names took two calls, and a sibling removed
+    between them (students' labs torn down in parallel) failed the whole look-up.
+    """
+    found = content.searchIndex.FindChild(parent, name)
+    return found if isinstance(found, vim.Folder) else None
 
 
 def folder_path(content: Any, dc: Datacenter, parts: Sequence[str]) -> tuple[Any | None, Any]:
-    """(the lab's folder or None, its parent); SpecError when a parent level is missing."""
+    """(the lab's folder or None, its parent); SpecError when a parent level is missing.
+
+    A level found and then removed before its child is looked up (the class's folder
+    removed by its last student) makes the walk start again: the second walk sees the
+    inventory as it is now.
+    """
+    return wait_until(
+        lambda: _walk(content, dc, parts), timeout=PATH_RETRY_SECONDS, interval=0.5,
+        what=f"the VM folder path {'/'.join(parts)} to stay in place while it is looked up",
+        retry_on=(vmodl.fault.ManagedObjectNotFound,), done=lambda _found: True,
+    )
+
+
+def _walk(content: Any, dc: Datacenter, parts: Sequence[str]) -> tuple[Any | None, Any]:
     parent = dc.vm_folder
     for depth, part in enumerate(parts[:-1]):
         child = child_folder(content, parent, part)
