@@ -7,8 +7,10 @@ import os
 import shlex
 
 from invoke import Collection, Context, task
+from invoke.exceptions import Exit
 
 from .. import status as lab_status
+from ..config import runtime_path
 from ..errors import LabError
 from ..lifecycle import down as lab_down
 from ..lifecycle import require_up, revert
@@ -49,10 +51,16 @@ def down(ctx: Context, provider: str | None = None, insecure: bool = False) -> N
 @user_errors
 def status_(ctx: Context, provider: str | None = None, json_: bool = False,
             insecure: bool = False) -> None:
-    """Each node: role, address, power, OS, Docker, swarm state, and how to reach it."""
+    """Each node: role, address, power, OS, Docker, swarm state, clock skew, how to reach it.
+
+    Exits 1 when the lab differs from its file (a node stopped, Down, of another role, no
+    leader...), each difference said; looking starts nothing, not even a stopped dockerd.
+    """
     with open_lab(ctx, provider, insecure, log=say) as lab:
-        found = lab_status.collect(lab)
+        found = lab_status.collect(lab, lab_status.reach_command(runtime_path(ctx), provider))
         say(json.dumps(found, indent=2) if json_ else lab_status.table(found))
+    if found["differences"]:
+        raise Exit(code=1)
 
 
 @task(help={"node": "a node of the lab file, e.g. manager1", "provider": HELP_PROVIDER})
