@@ -25,13 +25,16 @@ HELP_INSECURE = "accept a self-signed vCenter certificate (vmware only)"
 
 
 @task(help={"provider": HELP_PROVIDER, "skip_swarm": "prepare the nodes but build no swarm",
-            "force": "make nodes that are in another swarm leave it", "insecure": HELP_INSECURE})
+            "force": "make nodes that are in another swarm leave it (never one holding services)",
+            "discard_services": "with --force: also leave a swarm that holds services (lost)",
+            "insecure": HELP_INSECURE})
 @user_errors
 def up(ctx: Context, provider: str | None = None, skip_swarm: bool = False, force: bool = False,
-       insecure: bool = False) -> None:
+       discard_services: bool = False, insecure: bool = False) -> None:
     """Create, prepare and build the lab (preflight, create, prepare, swarm, verify)."""
     with open_lab(ctx, provider, insecure, log=say) as lab:
-        report = lab_up(lab, skip_swarm=skip_swarm, force=force, log=say)
+        report = lab_up(lab, skip_swarm=skip_swarm, force=force,
+                        discard_services=discard_services, log=say)
         say("")
         say(lab_status.table(lab_status.collect(lab)))
         say("" if report.changed else "nothing changed: the lab was already up")
