@@ -388,6 +388,102 @@ def _untag_stale_rootfs(client: docker.DockerClient, current: str) -> None:
                     client.images.remove(tag)
 
 
+# --- the Incus node image ------------------------------------------------------------------
+# The local node's file system as it is (same recipe, same digest), with images/incus/rootfs/
+# on top and Incus's metadata.yaml and templates beside it: one unified tarball that the
+# incus provider imports under an alias carrying incus_image_digest().
+INCUS_BASE = "swarmlab/node:bookworm"
+INCUS_DIR = IMAGES_DIR / "incus"
+
+
+def incus_image_digest() -> str:
+    """The digest of the Incus node image: its base image's recipe and images/incus/."""
+    return _digest({
+        "image": "node-incus",
+        "base": recipe_digest(INCUS_BASE),
+        "files": _tree_entries(INCUS_DIR),
+    })
+
+
+def build_incus_tarball(
+    log: Callable[[str], None] = print, client: docker.DockerClient | None = None
+) -> Path:
+    """Write the Incus node image as a unified tarball under .cache/images/ and return it.
+
+    The base image's file system comes out of `docker export` of a container that is made
+    for it and never started, and is rewritten under rootfs/ as it streams: no copy of half
+    a gigabyte is unpacked on the host.
+    """
+    client = _engine(client)
+    ensure_images([INCUS_BASE], log=log, client=client)
+    digest = incus_image_digest()
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    path = BUILD_DIR / f"node-incus-{digest}.tar"
+    overlay = INCUS_DIR / "rootfs"
+    # Files only: the overlay's directories are the base's own (/etc, /usr/local/sbin...).
+    added = [p for p in sorted(overlay.rglob("*")) if p.is_symlink() or not p.is_dir()]
+    replaced = {p.relative_to(overlay).as_posix() for p in added}
+    started = time.monotonic()
+    container = _checked(INCUS_BASE, lambda: client.containers.create(
+        INCUS_BASE, "/bin/true", labels={LABEL_IMAGE: "node-incus-export"}))
+    partial = path.with_suffix(".partial")
+    try:
+        with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as out:
+            exported = _ChunkReader(client.api.export(container.id))
+            with tarfile.open(fileobj=exported, mode="r|") as source:
+                for member in source:
+                    name = member.name.removeprefix("./").rstrip("/")
+                    if not name or name in replaced:
+                        continue
+                    member.name = f"rootfs/{name}"
+                    if member.islnk():  # a hard link names another member of the archive
+                        member.linkname = f"rootfs/{member.linkname.removeprefix('./')}"
+                    out.addfile(member, source.extractfile(member) if member.isreg() else None)
+            for item in added:
+                out.add(item, arcname=f"rootfs/{item.relative_to(overlay).as_posix()}",
+                        recursive=False, filter=_normalised)
+            metadata = (INCUS_DIR / "metadata.yaml").read_text().replace(
+                "creation_date: 0", f"creation_date: {int(time.time())}")
+            _add_text(out, "metadata.yaml", metadata)
+            for template in sorted((INCUS_DIR / "templates").glob("*.tpl")):
+                out.add(template, arcname=f"templates/{template.name}", filter=_normalised)
+        partial.rename(path)
+    finally:
+        partial.unlink(missing_ok=True)
+        with contextlib.suppress(APIError):
+            container.remove(force=True)
+    log(f"node-incus {digest}: tarball in {time.monotonic() - started:.1f} s")
+    return path
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over the byte chunks the Docker API streams (tarfile wants read())."""
+
+    def __init__(self, chunks: Iterable[bytes]):
+        self._chunks = iter(chunks)
+        self._rest = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._rest:
+            self._rest = next(self._chunks, b"")
+            if not self._rest:
+                return 0
+        size = min(len(buffer), len(self._rest))
+        buffer[:size] = self._rest[:size]
+        self._rest = self._rest[size:]
+        return size
+
+
+def _add_text(archive: tarfile.TarFile, name: str, text: str) -> None:
+    data = text.encode()
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+    archive.addfile(info, io.BytesIO(data))
+
+
 def _busybox_binary() -> Path:
     # Debian's plain `busybox` package puts a dynamically linked binary at the same path,
     # useless in an empty image: only the static package will do.

@@ -18,6 +18,7 @@ REGISTRY: dict[str, str] = {
     "local": "lab.providers.local:LocalProvider",
     "vmware": "lab.providers.vmware:VMwareProvider",
     "vagrant": "lab.providers.vagrant:VagrantProvider",
+    "incus": "lab.providers.incus:IncusProvider",
 }
 
 

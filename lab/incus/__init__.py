@@ -1,0 +1,1 @@
+"""Incus for the incus provider: its REST client (client.py)."""
