@@ -16,6 +16,7 @@ from pathlib import Path
 
 import paramiko
 
+from .atomic import write_atomic
 from .errors import LabError
 
 KEY_NAME = "id_ed25519"
@@ -74,14 +75,14 @@ def pin(lab_dir: Path, host: str, port: int, public_key_line: str) -> None:
     ]
     key_type, key_data = public_key_line.split()[:2]
     kept.append(f"{entry} {key_type} {key_data}")
-    path.write_text("\n".join(kept) + "\n")
+    write_atomic(path, "\n".join(kept) + "\n")
 
 
 def unpin(lab_dir: Path, host: str, port: int) -> None:
     path = known_hosts_path(lab_dir)
     entry = host_entry(host, port)
     kept = [line for line in path.read_text().splitlines() if line.split()[:1] != [entry]]
-    path.write_text("\n".join(kept) + ("\n" if kept else ""))
+    write_atomic(path, "\n".join(kept) + ("\n" if kept else ""))
 
 
 def scan(host: str, port: int, timeout: float) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_atomic
 from ..errors import LabError
 
 FORMAT = 1
@@ -66,11 +66,7 @@ class ClassRecord:
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             os.chmod(self.directory, 0o700)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".class-")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.data, handle, indent=2, sort_keys=True)
-                handle.write("\n")
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
     def note(self, student: str, key: str, **facts: Any) -> None:
         """Record what was just done to one student's lab (its last `reset`), with the time."""
