@@ -15,17 +15,23 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab import libvirt
-from lab.box import BOX_NAME, added_versions
+from lab.box import BOX_NAME, _insecure_key, added_versions
+from lab.config import load_spec
+from lab.context import Lab
 from lab.errors import LabError
 from lab.failures.clock_skew_ca import ROTATION_REFUSED, X509
+from lab.tasks.lab_tasks import ssh_argv
 from tests.conftest import LabHandle, write_lab
 
 pytestmark = pytest.mark.vm
@@ -134,6 +140,35 @@ def test_the_lab_networks_are_isolated(vm_lab: LabHandle) -> None:
     # And from inside: a VM has no route off its two lab networks.
     routes = exec_on(vm_lab, "worker1", "ip -4 route show")
     assert "default" not in routes, routes
+
+
+def test_vagrants_insecure_key_logs_in_nowhere_and_the_labs_key_does(
+    vm_lab: LabHandle, tmp_path: Path
+) -> None:
+    """The box ships Vagrant's public insecure key for `vagrant`, who has password-less sudo:
+    after up it must open no VM, as vagrant or root; the lab's key opens both (Vagrant itself
+    logs in as vagrant with it). Each refusal is checked beside a login that works, from the
+    same host to the same address, so a network fault cannot pass for a refusal."""
+    insecure = tmp_path / "insecure_private_key"
+    shutil.copyfile(_insecure_key().with_suffix(""), insecure)  # Vagrant ships it readable
+    insecure.chmod(0o600)  # by all; ssh would ignore the key, and prove nothing, otherwise
+    spec = load_spec(None, lab_file=str(vm_lab.file))
+    with Lab(spec, log=lambda line: None) as lab:
+        targets = {node.name: node.target for node in lab.nodes()}
+    assert sorted(targets) == ["manager1", "manager2", "worker1"]
+    seen = {}
+    for name, target in targets.items():
+        for user in ("vagrant", "root"):
+            for key in (str(insecure), target.key_filename):
+                argv = ssh_argv(replace(target, user=user, key_filename=key))
+                done = subprocess.run([*argv, "-o", "BatchMode=yes", "id -un"], text=True,
+                                      capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+                said = done.stdout.strip() or (done.stderr.strip().splitlines() or ['-'])[-1]
+                seen[(name, user, "insecure" if key == str(insecure) else "lab")] = said
+    for name in targets:
+        for user in ("vagrant", "root"):
+            assert seen[(name, user, "lab")] == user, seen
+            assert "Permission denied (publickey" in seen[(name, user, "insecure")], seen
 
 
 def test_a_rerun_changes_nothing(vm_lab: LabHandle) -> None:
