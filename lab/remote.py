@@ -127,8 +127,47 @@ class Node:
                 f"SSH to {target.host}:{target.port} failed: {reason}; is the node running?"
                 " (`invoke lab.status`)",
             ) from None
+        if target.user != "root":
+            self._check_sudo(connection)
         self._connection = connection
         return connection
+
+    def _check_sudo(self, connection: Connection) -> None:
+        """A sudo user must reach root without a password, or every step would hang on a prompt
+        no one sees (sudo -n fails instead): say so at the first contact, with the fix."""
+        user = self.target.user
+        try:
+            found = connection.run("sudo -n true", hide=True, warn=True, in_stream=False,
+                                   timeout=self.settings.connect_timeout)
+        except CommandTimedOut:
+            connection.close()
+            raise NodeError(self.name, f"`sudo -n true` as {user} did not answer within"
+                                       f" {self.settings.connect_timeout:g} s; does the node"
+                                       " resolve its own name (/etc/hosts)?") from None
+        if found.ok:
+            return
+        connection.close()
+        if found.exited == 127:
+            raise NodeError(self.name, f"user {user} cannot become root: sudo is not installed;"
+                                       " install it or log in as root (ssh.user: root)")
+        said = (found.stdout + found.stderr).strip().splitlines()
+        if said and "password is required" not in said[-1]:
+            raise NodeError(self.name, f"user {user} cannot run `sudo -n`: {said[-1]}")
+        raise NodeError(
+            self.name,
+            f"user {user} cannot run sudo without a password; add"
+            f" `{user} ALL=(ALL) NOPASSWD: ALL` to /etc/sudoers.d/{user}",
+        )
+
+    def as_root(self, command: str) -> str:
+        """The command as the node runs it: as is for root, else through password-less sudo.
+
+        Every command shared code sends needs root (Docker, systemd, /etc), and templates and
+        boxes often log in as a sudo user, so the switch happens here, once, for all of them.
+        """
+        if self.target.user == "root":
+            return command
+        return f"sudo -n sh -c {shlex.quote(command)}"
 
     def run(
         self,
@@ -156,7 +195,7 @@ class Node:
         else:
             kwargs["in_stream"] = False
         try:
-            result = connection.run(command, **kwargs)
+            result = connection.run(self.as_root(command), **kwargs)
         except CommandTimedOut:
             raise NodeError(self.name, f"`{display}` did not finish within {limit:g} s") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
@@ -182,9 +221,6 @@ class Node:
             )
         return outcome
 
-    def put(self, local_path: str, remote_path: str) -> None:
-        self._connect().put(local_path, remote_path)
-
     def stream(self, local_path: Path, command: str, timeout: int) -> None:
         """Feed a local file to a remote command's stdin over one SSH channel.
 
@@ -196,7 +232,7 @@ class Node:
         channel = transport.open_session(timeout=self.settings.connect_timeout)
         channel.settimeout(timeout)
         try:
-            channel.exec_command(command)
+            channel.exec_command(self.as_root(command))
             with local_path.open("rb") as handle:
                 while chunk := handle.read(1 << 20):
                     channel.sendall(chunk)
