@@ -84,6 +84,7 @@ def run(
     release: Release | None = None,
 ) -> list[Result]:
     """Do `work` on every lab, at most `parallel` at once; one Result per lab, in order."""
+    ask_credentials(labs)
     log_dir.mkdir(parents=True, exist_ok=True)
     width = max((len(lab.id) for lab in labs), default=0)
     progress = Progress(len(labs), say, width)
@@ -157,6 +158,19 @@ def run(
     pool.shutdown(wait=True)
     _collect(futures, results)
     return results_in_order(labs, results)
+
+
+def ask_credentials(labs: list[StudentLab]) -> None:
+    """Ask here, on the main thread before any lab's thread starts, for what the labs will
+    need and the user must type (the vSphere password without its variable): one prompt
+    for the class, answered once, and Ctrl-C reaches it."""
+    vmware = [lab.spec for lab in labs if lab.spec.provider == "vmware"]
+    if vmware:
+        from ..vsphere.connection import resolve_password
+        from ..vsphere.settings import parse_settings
+
+        for spec in vmware:
+            resolve_password(parse_settings(spec))  # asks once per account; then remembered
 
 
 def _collect(futures: dict[Future[Result], StudentLab], results: dict[str, Result]) -> None:

@@ -13,6 +13,7 @@ import http.client
 import os
 import ssl
 import sys
+import threading
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
@@ -22,16 +23,30 @@ from .settings import VSphereSettings
 
 CONNECT_TIMEOUT = 30
 
+# Typed answers, kept in this process only (never in its environment, which children
+# inherit): a class's threads all need the password, and the user types it once.
+_typed: dict[tuple[str, str, str], str] = {}
+_asking = threading.Lock()
+
 
 def resolve_password(settings: VSphereSettings) -> str:
-    """The password from its environment variable, else a prompt when someone is there to answer."""
+    """The password from its environment variable, else a prompt when someone is there to answer.
+
+    Many threads may ask at once (one per student): the first prompts, the others wait for
+    its answer instead of each printing a prompt and competing for the typed line.
+    """
     value = os.environ.get(settings.password_env)
     if value:
         return value
-    if sys.stdin is not None and sys.stdin.isatty():
-        value = getpass.getpass(f"vSphere password for {settings.user} at {settings.host}: ")
-        if value:
-            return value
+    key = (settings.password_env, settings.user, settings.endpoint)
+    with _asking:
+        if key in _typed:
+            return _typed[key]
+        if sys.stdin is not None and sys.stdin.isatty():
+            value = getpass.getpass(f"vSphere password for {settings.user} at {settings.host}: ")
+            if value:
+                _typed[key] = value
+                return value
     raise LabError(
         f"no vSphere password for {settings.user}: set {settings.password_env}"
         " (the lab file never holds it) or run interactively to be asked"
