@@ -9,6 +9,12 @@ python-vagrant drives the commands it knows; the few it cannot express (snapshot
 machines with --force or --no-provision, machine-readable lists) run through `run()`. Either
 way vagrant's output goes to the project's log, and a failure becomes one line taken from the
 end of what vagrant said, with the log's path.
+
+Every vagrant command has a bound (python-vagrant's own calls wait forever): commands that
+make, start or stop machines get the project's `machine_timeout`, the others (status,
+ssh-config, lists) QUICK_SECONDS. Past it, vagrant is stopped and one line names the command
+that hung. Output goes to files, never to pipes, so a helper that vagrant started and that
+outlives it cannot keep the wait open.
 """
 
 from __future__ import annotations
@@ -34,6 +40,14 @@ LOG_NAME = "vagrant.log"
 AUTHORIZED_KEYS = "authorized_keys"
 MIN_VERSION = (2, 2, 0)  # the docker provider's create_args and snapshots as used here
 INSTALL_HINT = "run `sudo scripts/install-vagrant` (Debian's vagrant package)"
+# `vagrant status` of three libvirt machines takes about 10 s on a loaded 2-core host.
+QUICK_SECONDS = 180.0
+# Subcommands that make, start or stop machines: they get the project's machine_timeout.
+MACHINE_COMMANDS = frozenset({"up", "destroy", "halt", "reload", "resume", "suspend", "provision",
+                              "snapshot"})
+DEFAULT_MACHINE_SECONDS = 3600.0
+# After SIGTERM vagrant cleans up its lock files; a vagrant that ignores it is killed.
+STOP_GRACE_SECONDS = 30.0
 # Nothing may leave the machine: no version checkpoint, no box update checks.
 QUIET_ENV = {"VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1"}
 
@@ -166,6 +180,29 @@ def error_summary(text: str, limit: int = 300) -> str:
     return point if len(point) <= limit else point[: limit - 3] + "..."
 
 
+def run_bounded(command: list[str], *, timeout: float, what: str, log_path: Path | None = None,
+                **popen: Any) -> int:
+    """Run `command` to its end within `timeout` s and return its exit status; past the bound
+    it is stopped (SIGTERM, then SIGKILL) and one LabError names what hung."""
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, **popen)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        said = f"; what it said is in {log_path}" if log_path else ""
+        raise LabError(f"`{what}` hung: still running after {timeout:g} s, so it was stopped{said}"
+                       ) from None
+    except BaseException:  # Ctrl-C or an error here: vagrant must not run on unwatched
+        process.kill()
+        process.wait()
+        raise
+
+
 def version_tuple(text: str) -> tuple[int, ...]:
     match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
     if not match:
@@ -187,10 +224,13 @@ def _python_vagrant() -> Any:
 class VagrantProject:
     """A lab's Vagrant project directory and the vagrant commands run in it."""
 
-    def __init__(self, directory: Path, provider: str, lab: str):
+    def __init__(self, directory: Path, provider: str, lab: str,
+                 machine_timeout: float = DEFAULT_MACHINE_SECONDS):
         self.directory = directory
         self.provider = provider
         self.lab = lab
+        self.machine_timeout = machine_timeout
+        self.quick_timeout = QUICK_SECONDS
         self._client: Any = None
 
     @property
@@ -249,10 +289,19 @@ class VagrantProject:
             vagrant_binary()
             module = _python_vagrant()
             log_cm = module.make_file_cm(str(self.log_path))
-            self._client = module.Vagrant(
+            self._client = _bounded_client(module, self)(
                 root=str(self.directory), env=self.env, out_cm=log_cm, err_cm=log_cm
             )
         return self._client
+
+    def bounded(self, command: list[str], **popen: Any) -> int:
+        """Run a vagrant command line in the project with the bound its subcommand gets."""
+        args = [arg for arg in command[1:] if not arg.startswith("-")]
+        machines = bool(args) and args[0] in MACHINE_COMMANDS and args[1:2] != ["list"]
+        timeout = self.machine_timeout if machines else self.quick_timeout
+        what = " ".join(["vagrant", *command[1:]])
+        return run_bounded(command, timeout=timeout, what=what, log_path=self.log_path,
+                           cwd=self.directory, env=self.env, **popen)
 
     @contextmanager
     def failing_as(self, what: str) -> Iterator[None]:
@@ -285,14 +334,14 @@ class VagrantProject:
         with self.failing_as(shown), open(self.log_path, "a") as log:
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
-            done = subprocess.run(
-                command, cwd=self.directory, env=self.env, stdout=subprocess.PIPE, stderr=log,
-                stdin=subprocess.DEVNULL, check=False,
-            )
-            log.write(done.stdout.decode(errors="replace"))
-            if done.returncode != 0:
-                raise subprocess.CalledProcessError(done.returncode, command)
-        return done.stdout.decode(errors="replace")
+            with tempfile.TemporaryFile() as out:
+                code = self.bounded(command, stdout=out, stderr=log)
+                out.seek(0)
+                said = out.read().decode(errors="replace")
+            log.write(said)
+            if code != 0:
+                raise subprocess.CalledProcessError(code, command)
+        return said
 
     def version(self) -> str:
         with self.failing_as("vagrant --version"):
@@ -320,6 +369,31 @@ class VagrantProject:
             # Vagrant prints the running machines' blocks, then fails on a stopped one.
             text = exc.output.decode(errors="replace") if exc.output else ""
         return parse_ssh_config(text)
+
+
+def _bounded_client(module: Any, project: VagrantProject) -> type:
+    """python-vagrant's Vagrant class, its two ways of running vagrant given the project's
+    bounds (its own use subprocess.check_call/check_output without a timeout)."""
+
+    class BoundedVagrant(module.Vagrant):  # type: ignore[misc, name-defined]
+        def _call_vagrant_command(self, args: list[str | None]) -> None:
+            command = self._make_vagrant_command(args)
+            with self.out_cm() as out, self.err_cm() as err:
+                code = project.bounded(command, stdout=out, stderr=err)
+            if code != 0:
+                raise subprocess.CalledProcessError(code, command)
+
+        def _run_vagrant_command(self, args: list[str | None]) -> str:
+            command = self._make_vagrant_command(args)
+            with self.err_cm() as err, tempfile.TemporaryFile() as out:
+                code = project.bounded(command, stdout=out, stderr=err)
+                out.seek(0)
+                said = out.read()
+            if code != 0:
+                raise subprocess.CalledProcessError(code, command, output=said)
+            return said.decode(errors="replace")
+
+    return BoundedVagrant
 
 
 def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from ..vagrant_project import (
     VBOX_NETWORKS_CONF,
     VagrantProject,
     parse_snapshot_list,
+    run_bounded,
     vagrant_binary,
     vbox_allowed_ranges,
     vbox_range_fix,
@@ -55,6 +57,9 @@ SNAPSHOT_PROVIDERS = ("virtualbox", "libvirt")
 # `vagrant up` was interrupted before the container's id was recorded.
 ABSENT_STATES = ("not_created", "preparing")
 HOST_KEY_WAIT_SECONDS = 60
+# Beyond the guests' boot: box import, networks, provisioning, a graceful halt (60 s a VM).
+MACHINE_MARGIN_SECONDS = 600
+VBOXMANAGE_SECONDS = 60
 RERUN_HINT = (
     "fix the cause and rerun `invoke lab.up` (after `invoke lab.down` if a machine must be"
     " rebuilt)"
@@ -135,8 +140,15 @@ class VagrantProvider(Provider):
     def __init__(self, spec: LabSpec, state: LabState, log: Any = print):
         super().__init__(spec, state, log)
         self.settings = parse_settings(spec)
-        self.project = VagrantProject(self.lab_dir / "vagrant", self.settings.provider, spec.name)
+        self.project = VagrantProject(self.lab_dir / "vagrant", self.settings.provider, spec.name,
+                                      self.machine_timeout)
         self._client: docker.DockerClient | None = None
+
+    @property
+    def machine_timeout(self) -> float:
+        """The bound of one vagrant command that makes, starts or stops machines: each may
+        take its whole boot_timeout one after another (VirtualBox), plus vagrant's own work."""
+        return self.settings.boot_timeout * len(self.spec.nodes) + MACHINE_MARGIN_SECONDS
 
     @property  # type: ignore[override]
     def owns_clock(self) -> bool:
@@ -301,9 +313,16 @@ class VagrantProvider(Provider):
                 "VirtualBox is not installed (no VBoxManage on PATH): install VirtualBox 6.1 or"
                 " 7 from virtualbox.org, or set vagrant.provider to libvirt or docker"
             )
-        version = subprocess.run(
-            [vboxmanage, "--version"], capture_output=True, text=True, check=False
-        ).stdout.strip() or "unknown version"
+        try:
+            # A file, not a pipe: VBoxManage may start VBoxSVC, which would inherit the pipe
+            # and keep a read of it open after VBoxManage has ended.
+            with tempfile.TemporaryFile() as out:
+                run_bounded([vboxmanage, "--version"], timeout=VBOXMANAGE_SECONDS,
+                            what="VBoxManage --version", stdout=out, stderr=subprocess.DEVNULL)
+                out.seek(0)
+                version = out.read().decode(errors="replace").strip() or "unknown version"
+        except OSError as exc:
+            raise LabError(f"VBoxManage could not run: {exc}") from None
         conf = Path(self.settings.networks_conf)
         subnet = ipaddress.IPv4Network(self.spec.subnet)
         allowed = vbox_allowed_ranges(conf)
@@ -595,7 +614,8 @@ class VagrantProvider(Provider):
         if self.project.exists:
             # The spec on disk describes what was made; the lab file may have changed since.
             names = [n["name"] for n in made.get("nodes", [])] or [n.name for n in self.spec.nodes]
-            project = VagrantProject(self.project.directory, provider, self.spec.name)
+            project = VagrantProject(self.project.directory, provider, self.spec.name,
+                                     self.machine_timeout)
             states = project.status()
             existing = [name for name in names if states.get(name) not in (*ABSENT_STATES, None)]
             if provider == "libvirt":
