@@ -16,6 +16,7 @@ container before its first boot, so the host key is pinned before anything conne
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import time
@@ -191,7 +192,18 @@ class IncusProvider(Provider):
                 raise LabError(f"node image {alias}: Incus refused the import: {exc}") from None
         finally:
             tarball.unlink(missing_ok=True)
+        self._remove_stale_images(alias)
         return alias, f"imported in {time.monotonic() - started:.1f} s"
+
+    def _remove_stale_images(self, current: str) -> None:
+        """Node images of older recipes are half a gigabyte each and never used again (a
+        container keeps its own copy of the file system, so removing its image is safe)."""
+        for image in self.api.get("/1.0/images", query={"recursion": "1"}):
+            aliases = [a["name"] for a in image.get("aliases", [])]
+            if aliases and all(a.startswith(IMAGE_ALIAS_PREFIX) and a != current
+                               for a in aliases):
+                with contextlib.suppress(IncusError):
+                    self.api.delete(f"/1.0/images/{image['fingerprint']}")
 
     # --- create ----------------------------------------------------------------------------
     def _ensure_project(self) -> None:

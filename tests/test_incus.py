@@ -1,0 +1,184 @@
+"""The incus provider on a real incusd: unprivileged system containers, one project per lab.
+
+`make test` starts incusd (scripts/ensure-incus, the `incus` prerequisite); a test run without
+one fails here rather than skipping. One lab serves the module; the last test takes it down
+and proves nothing of it is left.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.errors import LabError
+from lab.incus.client import Incus
+from tests.conftest import LabHandle, lab_fixture, write_lab
+
+pytestmark = pytest.mark.incus
+
+NAME = "t-h8-incus"
+OCTET = 180
+PROJECT = f"swarmlab-{NAME}"
+NETWORK = f"sli-{NAME}"[:15]
+
+
+@pytest.fixture(scope="session")
+def incus() -> Incus:
+    """A real incusd; `make test` starts one (make incus). Its absence fails, never skips."""
+    api = Incus()
+    try:
+        api.ping()
+    except LabError as exc:
+        pytest.fail(f"{exc} (make test does it)")
+    return api
+
+
+@pytest.fixture(scope="module")
+def lab(incus: Incus, images: None, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[LabHandle]:
+    yield from lab_fixture(tmp_path_factory.mktemp("incus"), NAME, OCTET, provider="incus")
+
+
+def host_disk() -> tuple[int, int]:
+    """The major and minor numbers of this host's first disk (the one a node must not open)."""
+    for line in Path("/proc/partitions").read_text().splitlines()[2:]:
+        major, minor, _, name = line.split()
+        if not name.startswith(("loop", "ram", "zram", "nbd")):
+            return int(major), int(minor)
+    return 8, 0  # sda, where the host lists none
+
+
+def on(lab: LabHandle, node: str, command: str) -> str:
+    result = lab.invoke("lab.exec", node, command)
+    assert result.code == 0, result.output
+    return result.stdout
+
+
+def test_up_gives_three_ready_nodes_in_the_labs_own_project(lab: LabHandle, incus: Incus) -> None:
+    status = lab.status()
+    assert status["provider"] == "incus"
+    assert [(n["name"], n["role"], n["address"], n["ready"], n["power"])
+            for n in status["nodes"]] == [
+        (n["name"], n["role"], n["address"], True, "running") for n in lab.nodes]
+    project = incus.get(f"/1.0/projects/{PROJECT}")
+    assert project["config"]["user.swarmlab.lab"] == NAME
+    network = incus.get(f"/1.0/networks/{NETWORK}")
+    assert network["config"]["ipv4.address"] == f"10.201.{OCTET}.1/24"
+    assert network["config"]["user.swarmlab.lab"] == NAME
+    # The swarm advertises the lab addresses, and nested containers run on every node.
+    seen = on(lab, "manager1", "docker node ls -q | xargs docker node inspect"
+                               " --format '{{.Description.Hostname}} {{.Status.Addr}}'")
+    assert dict(line.split() for line in seen.splitlines()) == {
+        n["name"]: n["address"] for n in lab.nodes}
+    ran = on(lab, "all", "docker run --rm swarmlab/busybox:latest echo ran-here")
+    assert ran.count("ran-here") == 3
+    assert on(lab, "all", "systemctl --failed --no-legend").strip() == ""
+
+
+def test_rerun_changes_nothing(lab: LabHandle) -> None:
+    result = lab.invoke("lab.up")
+    assert result.code == 0, result.output
+    assert "nothing changed: the lab was already up" in result.stdout
+    assert "create: ok" in result.stdout and "swarm: ok" in result.stdout
+    assert "changed" not in result.stdout.replace("nothing changed", "")
+
+
+def test_status_table_names_the_provider_and_how_to_reach_nodes(lab: LabHandle) -> None:
+    result = lab.invoke("lab.status")
+    assert result.code == 0, result.output
+    assert f"lab {NAME} (incus)" in result.stdout
+    for node in lab.nodes:
+        assert f"lab.ssh {node['name']}" in result.stdout
+
+
+def test_nodes_are_unprivileged_and_cannot_reach_the_host(lab: LabHandle, incus: Incus) -> None:
+    bases = set()
+    for node in lab.nodes:
+        config = incus.get(f"/1.0/instances/{node['name']}", project=PROJECT)["config"]
+        assert config.get("security.privileged", "false") == "false"
+        assert config["security.idmap.isolated"] == "true"
+        assert config["security.nesting"] == "true"
+        bases.add(int(config["volatile.idmap.base"]))
+    # Each node its own host uid range: created one at a time, they never collide.
+    assert len(bases) == 3 and min(bases) >= 65536, bases
+    major, minor = host_disk()
+    host_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    probe = (
+        "cat /proc/self/uid_map;"
+        " (echo '|/tmp/x' > /proc/sys/kernel/core_pattern) 2>&1 && echo CORE-WRITTEN;"
+        f" mknod /tmp/host-disk b {major} {minor} 2>&1 && echo MKNOD-MADE; true"
+    )
+    out = on(lab, "worker1", probe)
+    first_map = out.splitlines()[0].split()
+    assert first_map[0] == "0" and int(first_map[1]) in bases, out
+    assert "CORE-WRITTEN" not in out and "Permission denied" in out, out
+    assert "MKNOD-MADE" not in out and "Operation not permitted" in out, out
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == host_pattern
+
+
+def test_snapshot_and_reset_bring_back_the_swarm(lab: LabHandle) -> None:
+    taken = lab.invoke("lab.snapshot", "clean")
+    assert taken.code == 0, taken.output
+    on(lab, "worker1", "touch /root/after-snapshot")
+    reset = lab.invoke("lab.reset", "--to", "clean")
+    assert reset.code == 0, reset.output
+    assert "3 nodes Ready" in reset.stdout
+    gone = lab.invoke("lab.exec", "worker1", "test -e /root/after-snapshot")
+    assert gone.code != 0
+    assert all(n["ready"] for n in lab.status()["nodes"])
+
+
+def test_a_project_or_network_not_made_by_swarmlab_is_refused(
+        incus: Incus, tmp_path: Path) -> None:
+    foreign = write_lab(tmp_path, "t-h8-foreign", 181, provider="incus")
+    incus.post("/1.0/projects", {"name": "swarmlab-t-h8-foreign", "config": {}})
+    try:
+        for task in ("lab.up", "lab.down"):
+            result = foreign.invoke(task)
+            assert result.code == 1 and "Traceback" not in result.output, result.output
+            assert result.stderr.strip().count("\n") == 0, result.stderr
+            assert "project named swarmlab-t-h8-foreign exists but was not made by swarmlab"\
+                in result.stderr
+        assert incus.find("/1.0/projects/swarmlab-t-h8-foreign") is not None
+        assert incus.find("/1.0/networks/sli-t-h8-forei") is None
+    finally:
+        incus.delete("/1.0/projects/swarmlab-t-h8-foreign")
+    incus.post("/1.0/networks", {"name": "h8-other", "type": "bridge", "config": {
+        "ipv4.address": "10.201.182.1/24", "ipv4.nat": "false", "ipv6.address": "none"}})
+    try:
+        overlapping = write_lab(tmp_path, "t-h8-overlap", 182, provider="incus")
+        result = overlapping.invoke("lab.up")
+        assert result.code != 0 and "Traceback" not in result.output, result.output
+        assert "overlaps Incus network h8-other (10.201.182.1/24)" in result.stderr
+        assert incus.find("/1.0/projects/swarmlab-t-h8-overlap") is None
+    finally:
+        incus.delete("/1.0/networks/h8-other")
+
+
+def test_bad_incus_settings_are_one_line(tmp_path: Path) -> None:
+    for extra, message in (
+        ({"incus": {"cpu": 2}}, "incus.cpu is unknown; allowed: cpus, memory, pool"),
+        ({"incus": {"memory": "lots"}}, "incus.memory is 'lots'; allowed: a size"),
+    ):
+        bad = write_lab(tmp_path, "t-h8-bad", 183, provider="incus", **extra)
+        result = bad.invoke("lab.up")
+        assert result.code != 0 and message in result.stderr, result.output
+        assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.output
+
+
+def test_down_removes_the_project_network_and_nodes_only(lab: LabHandle, incus: Incus) -> None:
+    down = lab.invoke("lab.down")
+    assert down.code == 0, down.output
+    assert incus.find(f"/1.0/projects/{PROJECT}") is None
+    assert incus.find(f"/1.0/networks/{NETWORK}") is None
+    labelled = [i["name"] for i in incus.get("/1.0/instances", query={
+        "recursion": "1", "all-projects": "true"}) if i["config"].get("user.swarmlab.lab") == NAME]
+    assert labelled == []
+    # The node image stays cached in the default project for the next lab (one per recipe).
+    images = incus.get("/1.0/images", query={"recursion": "1"})
+    assert any(a["name"].startswith("swarmlab-node-") for i in images for a in i["aliases"])
+    routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+    assert f"10.201.{OCTET}." not in routes
