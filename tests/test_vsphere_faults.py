@@ -352,3 +352,33 @@ def test_students_remove_sibling_folders_in_parallel(vcsim, service) -> None:
             thread.join(timeout=120)
         wait_task(parent.Destroy_Task())
     assert not failures, f"{len(failures)} of {3 * len(students)} removals failed: {failures[:3]}"
+
+
+def test_a_starter_that_hangs_is_reported_at_the_bound(vcsim, service) -> None:
+    """Issue 14: the task pool's exit waited, without a bound, for a call that starts a task
+    and never returns (a vCenter that does not answer). The bound holds; the thread that
+    still waits is released afterwards."""
+    import threading
+    import time
+
+    vm = {found.name: found.obj for found in find_vms(service, "DC0_H0_VM")}["DC0_H0_VM0"]
+    answer = threading.Event()
+
+    def no_change() -> Any:
+        return vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec())
+
+    def hangs() -> Any:
+        answer.wait(15)
+        return no_change()
+
+    start = time.monotonic()
+    try:
+        outcomes = run_tasks(service, {"manager1": hangs, "worker1": no_change}, bound=2,
+                             timeout=1)
+        seconds = time.monotonic() - start
+    finally:
+        answer.set()
+    assert seconds < 5, f"run_tasks returned after {seconds:.1f} s"
+    assert outcomes["worker1"].ok
+    assert outcomes["manager1"].error == ("not started within 1 s: vCenter did not answer the"
+                                          " call that starts it")

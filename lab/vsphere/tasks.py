@@ -7,6 +7,10 @@ Completion is watched through one private property collector (WaitForUpdatesEx) 
 task by task. Only info.state, info.error and info.result are read: pyVim's WaitForTask
 reads the whole TaskInfo, whose `entity` is a Snapshot for RevertToSnapshot_Task and
 RemoveSnapshot_Task on vcsim, which pyVmomi rejects with a TypeError.
+
+Every wait is bounded by `timeout`: a starter whose call has not returned by then is left to
+its thread (the session's socket timeout, connection.CONNECT_TIMEOUT, ends it) and reported,
+instead of the pool's exit waiting for it.
 """
 
 from __future__ import annotations
@@ -85,52 +89,55 @@ def run_tasks(
             text = fault_text(fault) if fault is not None else "failed without a fault"
             finish(TaskOutcome(label, error=text))
 
+    pool = ThreadPoolExecutor(max_workers=bound)
     try:
-        with ThreadPoolExecutor(max_workers=bound) as pool:
-            while pending or starting or watched:
-                while pending and len(starting) + len(watched) < bound:
-                    label, start = pending.pop(0)
-                    starting[pool.submit(start)] = label
-                fresh: list[Any] = []
-                for future in [f for f in starting if f.done()]:
-                    label = starting.pop(future)
-                    try:
-                        task = future.result()
-                    except vmodl.MethodFault as exc:
-                        finish(TaskOutcome(label, error=fault_text(exc)))
-                        continue
-                    except (OSError, http.client.HTTPException) as exc:
-                        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-                        broke = f"the connection to vCenter broke: {reason}"
-                        finish(TaskOutcome(label, error=broke))
-                        continue
-                    filters.append(collector.CreateFilter(_task_filter(task), partialUpdates=False))
-                    watched[task._moId] = (label, task)
-                    fresh.append(task)
-                if fresh:
-                    # A task that ended before its filter existed may never be reported
-                    # as an update (vcsim), so read the state of new tasks once directly.
-                    for item in _task_states(collector, fresh):
-                        settle(item[0], item[1])
-                if time.monotonic() > deadline:
-                    break
-                if watched:
-                    options = PC.WaitOptions(maxWaitSeconds=WAIT_SLICE_SECONDS)
-                    update = collector.WaitForUpdatesEx(version, options)
-                    if update is not None:
-                        version = update.version
-                        for filter_set in update.filterSet or []:
-                            for change in filter_set.objectSet or []:
-                                props = {c.name: c.val for c in change.changeSet or []}
-                                settle(change.obj._moId, _merged(collector, change.obj, props))
-                elif starting:
-                    wait(list(starting), timeout=WAIT_SLICE_SECONDS, return_when=FIRST_COMPLETED)
+        while pending or starting or watched:
+            while pending and len(starting) + len(watched) < bound:
+                label, start = pending.pop(0)
+                starting[pool.submit(start)] = label
+            fresh: list[Any] = []
+            for future in [f for f in starting if f.done()]:
+                label = starting.pop(future)
+                try:
+                    task = future.result()
+                except vmodl.MethodFault as exc:
+                    finish(TaskOutcome(label, error=fault_text(exc)))
+                    continue
+                except (OSError, http.client.HTTPException) as exc:
+                    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                    broke = f"the connection to vCenter broke: {reason}"
+                    finish(TaskOutcome(label, error=broke))
+                    continue
+                filters.append(collector.CreateFilter(_task_filter(task), partialUpdates=False))
+                watched[task._moId] = (label, task)
+                fresh.append(task)
+            if fresh:
+                # A task that ended before its filter existed may never be reported
+                # as an update (vcsim), so read the state of new tasks once directly.
+                for item in _task_states(collector, fresh):
+                    settle(item[0], item[1])
+            if time.monotonic() > deadline:
+                break
+            if watched:
+                options = PC.WaitOptions(maxWaitSeconds=WAIT_SLICE_SECONDS)
+                update = collector.WaitForUpdatesEx(version, options)
+                if update is not None:
+                    version = update.version
+                    for filter_set in update.filterSet or []:
+                        for change in filter_set.objectSet or []:
+                            props = {c.name: c.val for c in change.changeSet or []}
+                            settle(change.obj._moId, _merged(collector, change.obj, props))
+            elif starting:
+                wait(list(starting), timeout=WAIT_SLICE_SECONDS, return_when=FIRST_COMPLETED)
     finally:
+        # Not `with`: its exit would wait, without a bound, for a starter that hangs.
+        pool.shutdown(wait=False, cancel_futures=True)
         _destroy(collector, filters)
     for label, _task in watched.values():
         finish(TaskOutcome(label, error=f"still running after {timeout:.0f} s"))
     for label in starting.values():
-        finish(TaskOutcome(label, error=f"not started within {timeout:.0f} s"))
+        finish(TaskOutcome(label, error=f"not started within {timeout:.0f} s: vCenter did not"
+                                        " answer the call that starts it"))
     for label, _start in pending:
         finish(TaskOutcome(label, error=f"not started within {timeout:.0f} s"))
     return {label: outcomes[label] for label in starters}
