@@ -6,15 +6,15 @@ INVOKE := $(VENV)/bin/invoke
 STAMP := $(VENV)/.installed
 
 .PHONY: lab test deps venv docker images libvirt box lint bench vcsim down docker-stop \
-	libvirt-stop clean incus incus-stop
+	libvirt-stop clean incus incus-stop web
 
-lab: deps venv docker images
+lab: deps venv docker images web
 	$(INVOKE) lab.up
 
 # The vm lane (real VMs under QEMU) needs libvirt and the box; both are cheap when present.
 # pytest runs one test at a time, so the lane never shares the machine with another test:
 # beside the rest its emulated swarm missed its deadlines (README, Tests).
-test: deps venv docker images libvirt box incus
+test: deps venv docker images libvirt box incus web
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
@@ -46,6 +46,17 @@ box: venv libvirt
 # running (lxcfs, then incusd), one `dir` storage pool; fast when it already answers.
 incus:
 	@scripts/ensure-incus
+
+# xterm.js for the class's web pages (lab/web): from the npm registry as web/package-lock.json
+# pins it, at make time only; the server hands it out itself, so the pages work offline.
+WEB_VENDOR := lab/web/static/vendor
+web: $(WEB_VENDOR)/.built
+$(WEB_VENDOR)/.built: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(WEB_VENDOR)
+	cp web/node_modules/@xterm/xterm/lib/xterm.js web/node_modules/@xterm/xterm/css/xterm.css \
+		web/node_modules/@xterm/addon-fit/lib/addon-fit.js $(WEB_VENDOR)/
+	touch $@
 
 vcsim: venv
 	$(PY) -m lab.vcsim build
