@@ -18,11 +18,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LabError
+from .waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_SCRIPT = ROOT / "vmware" / "build-vcsim"
@@ -88,12 +88,15 @@ class Vcsim:
         """SIGTERM by PID (only if that PID is still our vcsim), then wait for it to exit."""
         if _is_vcsim(self.pid):
             os.kill(self.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _is_vcsim(self.pid) and time.monotonic() < deadline:
+
+            def gone() -> bool:
                 _reap(self.pid)
-                time.sleep(0.1)
-            if _is_vcsim(self.pid):
-                raise LabError(f"vcsim (PID {self.pid}) did not stop within {timeout:.0f} s")
+                return not _is_vcsim(self.pid)
+
+            wait_until(gone, timeout=timeout, interval=0.1,
+                       what=f"vcsim (PID {self.pid}) to exit on SIGTERM",
+                       last_seen=lambda _gone: f"process state {_state(self.pid)}",
+                       hint="it removes its VM containers first; see `docker ps`")
             _reap(self.pid)
         for name in ("pid", "url"):
             (self.directory / name).unlink(missing_ok=True)
@@ -105,15 +108,22 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def _state(pid: int) -> str:
+    """The process's state letter (R, S, D, Z...), or "gone"."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
 def _is_vcsim(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
     # A zombie has exited already; its PID must not be signalled again.
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state != "Z" and Path(cmdline.split(b"\0")[0].decode()).name == "vcsim"
+    return _state(pid) not in ("Z", "gone") and \
+        Path(cmdline.split(b"\0")[0].decode()).name == "vcsim"
 
 
 def start(
@@ -150,20 +160,29 @@ def start(
     with out_path.open("w") as out, err_path.open("w") as err:
         process = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                    env=env, start_new_session=True)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def printed_url() -> str:
         for line in out_path.read_text().splitlines():
             if line.startswith(URL_PREFIX):
-                url = line[len(URL_PREFIX):].strip()
-                (directory / "pid").write_text(f"{process.pid}\n")
-                (directory / "url").write_text(url + "\n")
-                return Vcsim(directory, process.pid, url)
+                return line[len(URL_PREFIX):].strip()
         if process.poll() is not None:
-            last = (err_path.read_text().strip().splitlines() or ["no output"])[-1]
-            raise LabError(f"vcsim exited at start ({process.returncode}): {last}")
-        time.sleep(0.05)
-    process.terminate()
-    raise LabError(f"vcsim printed no URL within {START_TIMEOUT:.0f} s; see {err_path}")
+            raise LabError(f"vcsim exited at start ({process.returncode}): {last_said()}")
+        return ""
+
+    def last_said(_url: object = None) -> str:
+        return (err_path.read_text().strip().splitlines() or ["no output"])[-1]
+
+    try:
+        url = wait_until(printed_url, timeout=START_TIMEOUT, interval=0.05,
+                         what="vcsim to print its URL", last_seen=last_said,
+                         hint=f"see {err_path}")
+    except LabError:
+        if process.poll() is None:
+            process.terminate()
+        raise
+    (directory / "pid").write_text(f"{process.pid}\n")
+    (directory / "url").write_text(url + "\n")
+    return Vcsim(directory, process.pid, url)
 
 
 def running(directory: Path = DEFAULT_DIR) -> Vcsim | None:

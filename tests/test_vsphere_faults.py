@@ -268,9 +268,10 @@ def test_guest_without_address_times_out_and_down_cleans(vcsim, password_env, no
         with pytest.raises(NodeError) as caught:
             provider_for(spec).create()
         assert one_line(caught.value) == (
-            "manager1: VM t-vs-silent-manager1 reported no guest address 127.77.32.11 within 2 s"
-            " (it reports: none; power poweredOn, tools guestToolsNotRunning); check VMware"
-            " Tools and customization in the template, or raise vmware.guest_timeout")
+            "manager1: still waiting for the VMs' guest addresses after 2 s; last seen: VM"
+            " t-vs-silent-manager1 reports no address, not 127.77.32.11 (power poweredOn, tools"
+            " guestToolsNotRunning); 3 of 3 VMs still without theirs; check VMware Tools and"
+            " customization in the template, or raise vmware.guest_timeout")
         assert sorted(provider_for(spec).state.machines) == ["manager1", "manager2", "worker1"]
     finally:
         removed = provider_for(spec).destroy()

@@ -16,6 +16,7 @@ from typing import Any
 from pyVmomi import vim
 
 from ..errors import NodeError
+from ..waits import wait_until
 from .inventory import retrieve
 
 POLL_SECONDS = 1.0
@@ -65,46 +66,55 @@ def wait_for_addresses(
     looked at to this run's.
     """
     start = time.monotonic()
-    deadline = start + timeout
     ready: dict[str, str] = {}
-    last_progress = start
-    last_events = start
+    clock = {"progress": start, "events": start}
     seen: dict[str, dict[str, Any]] = {}
     by_id = {vm._moId: node for node, (vm, _wanted) in vms.items()}
-    while True:
-        waiting = [node for node in vms if node not in ready]
-        if waiting:
-            found = retrieve(content, [vms[n][0] for n in waiting], vim.VirtualMachine, GUEST_PATHS)
+
+    def waiting() -> list[str]:
+        return [node for node in vms if node not in ready]
+
+    def probe() -> dict[str, str] | None:
+        if waiting():
+            found = retrieve(content, [vms[n][0] for n in waiting()], vim.VirtualMachine,
+                             GUEST_PATHS)
             for item in found:
                 node = by_id[item.obj._moId]
                 seen[node] = item.props
                 if vms[node][1] in addresses(item.props):
                     ready[node] = vms[node][1]
-        waiting = [node for node in vms if node not in ready]
         now = time.monotonic()
-        if not waiting:
+        if not waiting():
             log(f"    guest addresses: {len(ready)}/{len(vms)} after {now - start:.0f} s")
             return ready
-        if now - last_events >= EVENT_CHECK_SECONDS:
-            last_events = now
-            for node in waiting:
+        if now - clock["events"] >= EVENT_CHECK_SECONDS:
+            clock["events"] = now
+            for node in waiting():
                 failure = customization_failure(content, vms[node][0], since)
                 if failure:
                     name = seen.get(node, {}).get("name", node)
                     raise NodeError(node, f"guest customization of VM {name} failed: {failure}")
-        if now >= deadline:
-            node = waiting[0]
-            props = seen.get(node, {})
-            shown = ", ".join(addresses(props)) or "none"
-            raise NodeError(
-                node,
-                f"VM {props.get('name', node)} reported no guest address {vms[node][1]} within"
-                f" {timeout} s (it reports: {shown}; power {props.get('runtime.powerState')},"
-                f" tools {props.get('guest.toolsRunningStatus')}); check VMware Tools and"
-                " customization in the template, or raise vmware.guest_timeout",
-            )
-        if now - last_progress >= PROGRESS_SECONDS:
-            last_progress = now
+        if now - clock["progress"] >= PROGRESS_SECONDS:
+            clock["progress"] = now
             log(f"    guest addresses: {len(ready)}/{len(vms)} after {now - start:.0f} s"
-                f" (waiting for {', '.join(waiting)})")
-        time.sleep(POLL_SECONDS)
+                f" (waiting for {', '.join(waiting())})")
+        return None
+
+    def last_seen(_none: None) -> str:
+        node = waiting()[0]
+        props = seen.get(node, {})
+        shown = ", ".join(addresses(props)) or "no address"
+        power, tools = props.get("runtime.powerState"), props.get("guest.toolsRunningStatus")
+        return (f"VM {props.get('name', node)} reports {shown}, not {vms[node][1]} (power"
+                f" {power}, tools {tools}); {len(waiting())} of {len(vms)} VMs still without"
+                " theirs")
+
+    found = wait_until(
+        probe, timeout=timeout, interval=POLL_SECONDS, what="the VMs' guest addresses",
+        done=lambda result: result is not None, last_seen=last_seen,
+        hint="check VMware Tools and customization in the template, or raise"
+             " vmware.guest_timeout",
+        error=lambda message: NodeError(waiting()[0], message),
+    )
+    assert found is not None  # done() holds
+    return found
