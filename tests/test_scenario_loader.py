@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.scenario import catalog, loader, template
+from lab.scenario import catalog, loader, ownership, template
 from lab.scenario.errors import ScenarioError
 
 pytestmark = [pytest.mark.scenario, pytest.mark.unit]
@@ -71,7 +71,11 @@ def test_shipped_scenarios_load(name: str) -> None:
     scenario = loader.load(catalog.find(ROOT, name))
     assert scenario.name == name
     assert scenario.requires.swarm_nodes == 3
-    assert scenario.steps and scenario.cleanup
+    assert scenario.steps
+    # Nothing is removed by name (a student's service of the same name would go too): what
+    # a scenario makes carries its label, and the runner removes by that label.
+    assert scenario.cleanup == ()
+    assert ownership.creations(step.run for step in scenario.steps).kinds
     # Image names are settings: no shipped scenario names an image itself.
     for step in scenario.steps:
         assert "swarmlab/" not in step.run
@@ -214,3 +218,26 @@ def test_variables_in_patterns_are_escaped() -> None:
     rendered = template.render(r"^Address: {{vip}}$", {"vip": "10.0.1.2"}, quote=re.escape)
     assert rendered == r"^Address: 10\.0\.1\.2$"
     assert template.render("{{ips}}", {"ips": ["a", "b"]}) == "a b"
+
+
+def test_a_value_inside_quotes_in_a_command_is_refused(tmp_path: Path) -> None:
+    # Quoted by the runner and again by the author, a value would be unquoted in the shell.
+    text = GOOD.replace("run: ping -c 1 {{vip}}", "run: ping -c 1 '{{vip}}'")
+    found = error_of(tmp_path, text)
+    assert found.endswith(
+        f"/lesson.yaml:{line_of(text, 'ping -c 1')}: step 3 (Use it): {{{{vip}}}} is inside"
+        " quotes in `run:`; write it bare: every value is shell-quoted where it goes in, and"
+        " quotes around it would undo that"
+    )
+    # Docker's own templates in quotes are not ours and stay allowed.
+    assert template.quoted_references("docker ps --format '{{.ID}}' {{vip}}") == []
+    assert template.quoted_references('echo "{{a}}" \'{{b}}\' \\{{c}}') == ["a", "b", "c"]
+
+
+def test_a_file_name_that_cannot_be_a_label_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        loader.load(write(tmp_path, GOOD, name="my lesson;x.yaml"))
+    assert str(caught.value).endswith(
+        "'my lesson;x' cannot name a scenario; rename the file with letters, digits, '.', '_'"
+        " and '-' only (e.g. my-lesson.yaml)"
+    )

@@ -49,7 +49,8 @@ class Console:
 
     def step(self, number: int, total: int, step: Step, phase: str) -> None:
         self.line()
-        heading = f"[{number}/{total}]" if phase == "step" else f"[cleanup {number}/{total}]"
+        kind = {"step": "", "clean": "--clean "}.get(phase, "cleanup ")
+        heading = f"[{kind}{number}/{total}]"
         self.line(f"{heading} {step.name}")
         for text in textwrap.wrap(step.say, 94):
             self.line(f"# {text}")

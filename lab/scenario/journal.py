@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import LabError
-from .results import FAILED, INTERRUPTED, LAB_NOT_READY, NOT_RUN, UNAVAILABLE, RunRecord
+from .results import FAILED, IN_THE_WAY, INTERRUPTED, LAB_NOT_READY, NOT_RUN, UNAVAILABLE, RunRecord
 
 FORMAT = 1
 
@@ -48,6 +48,9 @@ def write_junit(run: RunRecord, path: str) -> None:
     if run.outcome == LAB_NOT_READY:
         ET.SubElement(case(f"{run.scenario}.requirements", "the lab is ready"), "failure",
                       message=run.message)
+    if run.outcome == IN_THE_WAY:
+        ET.SubElement(case(f"{run.scenario}.requirements", "nothing else holds its names"),
+                      "failure", message=run.message)
     for step in run.steps + run.cleanup:
         classname = f"{run.scenario}.{step.phase}{step.index:02d}"
         if step.status in (NOT_RUN, INTERRUPTED):

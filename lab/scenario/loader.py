@@ -31,6 +31,7 @@ from .model import (
 VAR_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 SERVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NODE_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+SCENARIO_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 BUILTIN_PREFIXES = ("images", "lab")
 MAX_TIMEOUT = 3600
 
@@ -305,6 +306,13 @@ class _Validator:
             )
         target = self.target(step, what)
         self.uses(run, self.line_of(step, "run"), what, self.known)
+        quoted = template.quoted_references(run)
+        if quoted:
+            raise self.fail(
+                self.line_of(step, "run"),
+                f"{what}: {{{{{quoted[0]}}}}} is inside quotes in `run:`; write it bare: every"
+                " value is shell-quoted where it goes in, and quotes around it would undo that",
+            )
         self.uses(say, self.line_of(step, "say"), what, self.known)
         checks = self.checks(step, what, target, needs) if run else ()
         timeout = self.whole(step, "timeout", what, 1, MAX_TIMEOUT, DEFAULT_COMMAND_TIMEOUT)
@@ -468,6 +476,12 @@ def load(path: Path) -> Scenario:
     """Read, parse and validate one scenario file."""
     # Messages name the file as the user would: relative to where they stand, if inside.
     shown = str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
+    if not SCENARIO_NAME_RE.match(path.stem):
+        # The name labels what the scenario makes (swarmlab.scenario=NAME) in commands.
+        raise ScenarioError(
+            f"{shown}: {path.stem!r} cannot name a scenario; rename the file with letters,"
+            " digits, '.', '_' and '-' only (e.g. my-lesson.yaml)"
+        )
     try:
         text = path.read_text()
     except OSError as exc:

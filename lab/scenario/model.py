@@ -18,7 +18,8 @@ class Where:
     line: int
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
+        # Line 0: a step the runner made for the scenario (its cleanup by label).
+        return f"{self.file}:{self.line}" if self.line else self.file
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ UNAVAILABLE = "unavailable"
 NOT_RUN = "not run"
 INTERRUPTED = "interrupted"
 LAB_NOT_READY = "lab not ready"  # a run's outcome only
+IN_THE_WAY = "in the way"  # a run's outcome only: a name or port it needs is taken
 
 
 @dataclass
@@ -45,7 +46,7 @@ class CommandRecord:
 
 @dataclass
 class StepRecord:
-    phase: str  # "step", "cleanup" or "pre-clean"
+    phase: str  # "step", "cleanup", "pre-clean" or "clean" (--clean)
     index: int
     name: str
     where: str
@@ -82,7 +83,7 @@ class RunRecord:
     steps: list[StepRecord] = field(default_factory=list)
     cleanup: list[StepRecord] = field(default_factory=list)
     variables: dict[str, Any] = field(default_factory=dict)
-    outcome: str = NOT_RUN  # passed, failed, unavailable, lab not ready, interrupted
+    outcome: str = NOT_RUN  # passed, failed, unavailable, lab not ready, in the way, interrupted
     exit_code: int = 0
     message: str = ""  # the one closing line
 

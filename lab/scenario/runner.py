@@ -3,16 +3,24 @@ always runs.
 
 The order of a run:
 1. what the lab must be (requirements.py); unmet -> one line with the fix, exit 4;
-2. the cleanup steps, quietly, to clear what an earlier, interrupted run may have left
-   (that is why cleanup commands must tolerate having nothing to remove);
-3. probes of the optional features the scenario's checks need (features.py);
-4. the steps, in order; the first failed step stops them;
-5. the cleanup steps, shown, whatever happened before (a failure, a timeout, Ctrl-C).
+2. the names and ports the steps will take (ownership.py): held by something without the
+   scenario's label -> one line naming it and the command that frees it, exit 4; with
+   --clean, steps that free them, shown;
+3. quietly, removal of what carries the scenario's label: what an earlier, interrupted run
+   left behind;
+4. probes of the optional features the scenario's checks need (features.py);
+5. the steps, in order; the first failed step stops them;
+6. once a step has started, the file's cleanup steps and the removal by label, shown,
+   whatever happened before (a failure, a timeout, Ctrl-C).
+
+Every value put into a command (images, vars, captures) is shell-quoted: a captured
+`$(reboot)` reaches the node as a word, never as a command.
 """
 
 from __future__ import annotations
 
 import io
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,14 +28,15 @@ from dataclasses import dataclass
 from ..context import Lab
 from ..errors import LabError
 from ..remote import Node, run_parallel
-from . import errors, requirements, template
+from . import errors, ownership, requirements, template
 from .checks import judge, unavailable_reason
 from .cluster import Cluster
 from .display import Console
 from .features import PROBES
-from .model import Scenario, Step, slowed
+from .model import Scenario, Step, Where, slowed
 from .results import (
     FAILED,
+    IN_THE_WAY,
     INTERRUPTED,
     LAB_NOT_READY,
     NOT_RUN,
@@ -54,6 +63,7 @@ class Options:
     step_mode: bool = False  # pause before each step
     pause: Callable[[str], str] = input  # how a pause asks; returns the answer
     fix: str = "invoke lab.up"  # the command that makes the lab what scenarios need
+    clean: bool = False  # remove what holds a name or port the scenario needs, first
 
 
 class Runner:
@@ -69,6 +79,13 @@ class Runner:
         self.values["lab.name"] = lab.spec.name
         for name, raw in scenario.variables.items():
             self.values[name] = template.render(raw, self.values)
+        self.started = False  # a step has begun: from then on the run has things to remove
+        # What the steps create, read from their commands with the values known now.
+        later = _Later(self.values)
+        self.creates = ownership.creations(
+            template.render(step.run, later, shlex.quote) for step in self.scenario.steps
+        )
+        self.sweep = ownership.sweep(scenario.name, self.creates.kinds, Where(scenario.path, 0))
         self.record = RunRecord(
             scenario=scenario.name,
             title=scenario.title,
@@ -93,9 +110,12 @@ class Runner:
                 requirements.check(
                     self.scenario, self.lab, self.cluster, self.options.fix, self._requirement
                 )
+                self._claim()
                 self._pre_clean()
                 self._probe_features()
                 self._steps()
+            except errors.Occupied as exc:
+                self._finish(IN_THE_WAY, errors.EXIT_LAB_NOT_READY, str(exc))
             except errors.LabNotReady as exc:
                 self._finish(LAB_NOT_READY, errors.EXIT_LAB_NOT_READY,
                              f"the lab is not ready: {exc}")
@@ -148,15 +168,48 @@ class Runner:
         self.record.requirements.append(result)
         self.console.check(result)
 
+    def _claim(self) -> None:
+        """Stop before step 1 if a name or port the steps need is held by something the
+        scenario did not make; with --clean, free them first and show how."""
+        if not (self.creates.names or self.creates.ports):
+            return
+        try:
+            manager = self.cluster.manager()
+            listing = self.cluster.ask(ownership.probe_command(self.creates))
+        except LabError as exc:
+            raise errors.LabNotReady(
+                f"the scenario creates swarm objects, but {exc}; run `{self.options.fix}`"
+            ) from None
+        found = ownership.in_the_way(listing, self.creates, self.scenario.name)
+        if not found:
+            return
+        if not self.options.clean:
+            raise errors.Occupied(ownership.refusal(found, manager.name))
+        self.console.note("--clean: removing what is in the way: "
+                          + ", ".join(way.what for way in found))
+        steps = ownership.clearing(found, Where(self.scenario.path, 0))
+        for index, step in enumerate(steps, start=1):
+            record = StepRecord("clean", index, step.name, str(step.where), str(step.target))
+            self.record.pre_clean.append(record)
+            self._run_step(step, record, len(steps))
+            if record.status == FAILED:
+                bad = [c for c in record.checks if c.status == FAILED]
+                raise errors.Occupied(
+                    f"--clean could not free {', '.join(way.what for way in found)}: "
+                    + (f"{bad[0].label}: {bad[0].detail}" if bad else record.error)
+                )
+
     def _pre_clean(self) -> None:
-        """Run the cleanup quietly, so that leftovers of an interrupted run cannot clash.
+        """Remove quietly what carries the scenario's label, so that leftovers of an
+        interrupted run cannot clash. Never the file's own cleanup steps: they may name
+        things, and the user may have made things of those names.
 
         Its results are recorded but never judged: failing to remove what is not there is
         the normal case.
         """
         shown, self.console = self.console, Console(io.StringIO())
         try:
-            steps = self.scenario.cleanup
+            steps = self.sweep
             for index, step in enumerate(steps, start=1):
                 record = StepRecord("pre-clean", index, step.name, str(step.where),
                                     str(step.target))
@@ -185,6 +238,7 @@ class Runner:
             for i, s in enumerate(steps, start=1)
         ]
         self.record.steps.extend(records)
+        self.started = True
         for step, record in zip(steps, records, strict=True):
             if self.options.step_mode:
                 self._pause(record.index, len(steps))
@@ -228,7 +282,9 @@ class Runner:
         record.settle()
 
     def _command(self, step: Step, record: StepRecord) -> None:
-        command = template.render(step.run, self.values)
+        # Labelled before the values go in, so that no value can add or hide a label.
+        command = template.render(ownership.labelled(step.run, self.scenario.name),
+                                  self.values, shlex.quote)
         places = resolve(self.cluster, step.target, command)
         unavailable = self._unavailable(step)
         retry = step.wait is not None and step.wait.kind == "success" and not unavailable
@@ -344,7 +400,13 @@ class Runner:
 
     # --- cleanup ----------------------------------------------------------------------------
     def _cleanup(self) -> None:
-        steps = self.scenario.cleanup
+        """The file's cleanup steps, then the removal of what carries the scenario's label."""
+        if not self.started:
+            # Nothing ran, so nothing of this run is there to remove; and what holds the
+            # scenario's names belongs to someone else.
+            self.console.note("cleanup not needed: no step ran")
+            return
+        steps = self.scenario.cleanup + self.sweep
         records = [
             StepRecord("cleanup", i, s.name, str(s.where), str(s.target))
             for i, s in enumerate(steps, start=1)
@@ -364,3 +426,10 @@ class Runner:
             self._finish(INTERRUPTED, errors.EXIT_INTERRUPTED,
                          "interrupted (Ctrl-C), cleanup interrupted too; the next run clears"
                          " leftovers")
+
+
+class _Later(dict):  # type: ignore[type-arg]
+    """Values known before step 1; a capture's `{{name}}` stays as it is for now."""
+
+    def __missing__(self, key: str) -> str:
+        return "{{" + key + "}}"

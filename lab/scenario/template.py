@@ -22,6 +22,41 @@ def references(text: str) -> list[str]:
     return [m.group(1) for m in VAR_RE.finditer(text) if m.group(1) not in GO_KEYWORDS]
 
 
+def quoted_references(text: str) -> list[str]:
+    """The variable names `text` (a shell line) uses inside quotes.
+
+    Values are shell-quoted where they go in; inside '...' or "..." that quoting would be
+    undone (`'$(reboot)'` in single quotes is unquoted again), so there they are refused.
+    """
+    inside = _quoted_positions(text)
+    return [m.group(1) for m in VAR_RE.finditer(text)
+            if m.group(1) not in GO_KEYWORDS and inside[m.start()]]
+
+
+def _quoted_positions(text: str) -> list[bool]:
+    """For each character of a shell line: is it inside quotes (or escaped)?"""
+    inside, quote, escaped = [], "", False
+    for char in text:
+        if escaped:
+            inside.append(True)
+            escaped = False
+        elif quote == "'":
+            inside.append(char != "'")
+            quote = "" if char == "'" else quote
+        elif char == "\\":
+            inside.append(True)
+            escaped = True
+        elif quote == '"':
+            inside.append(char != '"')
+            quote = "" if char == '"' else quote
+        elif char in "'\"":
+            inside.append(False)
+            quote = char
+        else:
+            inside.append(False)
+    return inside
+
+
 def as_text(value: Value) -> str:
     """A list (a capture of every match) reads as its values separated by spaces."""
     return " ".join(value) if isinstance(value, list) else value

@@ -3,7 +3,8 @@
 Exit status of `scenario.run`: 0 every check passed; 1 a check failed (or a wait, a command
 or a step timed out or could not run); 2 unknown scenario or malformed file; 3 nothing
 failed but some checks could not run on this host (e.g. no IPVS in the kernel); 4 the lab
-is not what the scenario needs; 130 interrupted. See scenarios/README.md.
+is not what the scenario needs, or a name or port it needs is held by something it did not
+make (--clean removes that first); 130 interrupted. See scenarios/README.md.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ def list_(ctx: Context) -> None:
         "json": "write a JSON journal of every step to this file",
         "junit": "write JUnit XML (one test case per check) to this file, for a grader",
         "provider": HELP_PROVIDER,
+        "clean": "first remove what holds a name or port the scenario needs but was not made"
+                 " by it (without: the run stops and names it)",
     }
 )
 @user_errors
@@ -60,6 +63,7 @@ def run(
     json_: str = "",
     junit: str = "",
     provider: str | None = None,
+    clean: bool = False,
 ) -> None:
     """Run a scenario: each command as typed at its node's prompt, its output, a mark per check."""
     scenario = loader.load(catalog.find(project_dir(ctx), name))
@@ -70,7 +74,8 @@ def run(
          *(["--provider", provider] if provider else [])]
     )
     with open_lab(ctx, provider, log=say) as lab:
-        record = Runner(scenario, lab, Console(), Options(step_mode=step, fix=fix)).run()
+        options = Options(step_mode=step, fix=fix, clean=clean)
+        record = Runner(scenario, lab, Console(), options).run()
     if json_:
         journal.write_json(record, json_)
     if junit:
