@@ -288,7 +288,7 @@ def test_subnet_overlapping_a_host_route_is_refused(shared_lab: LabHandle, tmp_p
     [
         ("name: [unclosed", "line 1"),
         ("- just\n- a list\n", "must be a mapping"),
-        ("provider: kvm\n", "provider is 'kvm'; allowed: local, vagrant, vmware"),
+        ("provider: kvm\n", "provider is 'kvm'; allowed: local, vagrant, vmware, incus"),
         ("nodes:\n  - {name: a1, role: manager, address: 10.77.0.11}\n"
          "  - {name: a2, role: worker, address: 10.77.0.11}\n",
          "nodes[1].address 10.77.0.11 is also the address of a1"),
@@ -310,7 +310,7 @@ def test_missing_lab_file_and_unknown_provider(tmp_path: Path) -> None:
     assert "nope.yaml" in missing.stderr
     unknown = run_cli("lab.status", "--provider", "hyperv")
     assert unknown.code == 2
-    assert "provider is 'hyperv'; allowed: local, vagrant, vmware" in unknown.stderr
+    assert "provider is 'hyperv'; allowed: local, vagrant, vmware, incus" in unknown.stderr
 
 
 def test_env_variables_override_the_lab_file(tmp_path: Path) -> None:

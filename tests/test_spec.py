@@ -30,7 +30,7 @@ def test_defaults_are_the_seed_topology() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"provider": "kvm"}, "provider is 'kvm'; allowed: local, vagrant, vmware"),
+        ({"provider": "kvm"}, "provider is 'kvm'; allowed: local, vagrant, vmware, incus"),
         ({"firewall": "off"}, "firewall is 'off'; allowed: disable, open-ports"),
         ({"os_family": "arch"}, "os_family is 'arch'; allowed: debian, rhel"),
         ({"nodez": []}, "unknown field 'nodez'"),
