@@ -25,8 +25,12 @@ def virsh(*args: str, check: bool = True, timeout: int = 60) -> subprocess.Compl
     binary = shutil.which("virsh") or "/usr/bin/virsh"
     if not Path(binary).exists():
         raise LabError("virsh is missing; run `sudo scripts/host-setup` (libvirt-clients)")
-    done = subprocess.run([binary, "-q", "-c", URI, *args], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+    try:
+        done = subprocess.run([binary, "-q", "-c", URI, *args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"`virsh {' '.join(args)}` hung: libvirt gave no answer on {URI} within"
+                       f" {timeout} s, so it was stopped; {START_HINT}") from None
     if check and done.returncode != 0:
         said = (done.stderr or done.stdout).strip().splitlines()
         raise LabError(f"`virsh {' '.join(args)}` failed: {said[-1] if said else '?'}")
@@ -35,10 +39,7 @@ def virsh(*args: str, check: bool = True, timeout: int = 60) -> subprocess.Compl
 
 def version() -> str:
     """libvirt's answer on qemu:///system, or one line saying how to start it."""
-    try:
-        done = virsh("version", check=False, timeout=20)
-    except subprocess.TimeoutExpired:
-        raise LabError(f"libvirt does not answer on {URI} within 20 s; {START_HINT}") from None
+    done = virsh("version", check=False, timeout=20)
     if done.returncode != 0:
         raise LabError(f"libvirt does not answer on {URI}; {START_HINT}")
     for line in done.stdout.splitlines():

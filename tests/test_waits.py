@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import threading
 import time
@@ -152,3 +153,20 @@ def test_a_hung_machine_command_gets_the_machine_bound(tmp_path: Path) -> None:
     assert str(raised).startswith("`vagrant snapshot save --force x` hung: still running after"
                                   " 4 s, so it was stopped")
     assert seconds < 15
+
+
+@pytest.mark.unit
+def test_a_hung_virsh_is_one_line__stand_in_virsh_that_sleeps(tmp_path: Path, monkeypatch) -> None:
+    """A libvirtd that never answers, played by a stand-in `virsh` that sleeps: the bound
+    gives one line naming the command, not subprocess.TimeoutExpired's traceback."""
+    from lab import libvirt
+
+    stand_in = tmp_path / "virsh"
+    stand_in.write_text("#!/bin/sh\nexec sleep 30\n")
+    stand_in.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(LabError) as raised:
+        libvirt.virsh("pool-refresh", "swarmlab", timeout=1)
+    assert str(raised.value) == ("`virsh pool-refresh swarmlab` hung: libvirt gave no answer on"
+                                 " qemu:///system within 1 s, so it was stopped; run `make"
+                                 " libvirt` (scripts/ensure-libvirt starts virtlogd and libvirtd)")
