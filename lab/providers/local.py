@@ -4,6 +4,10 @@ It works on any machine with a Docker engine. Each node has its own address on t
 own bridge, is reached only over SSH with the lab's key and a host key generated here and
 pinned before the node first boots, and shares the host's kernel and clock: so it is given
 no power over either (no SYS_TIME, no SYS_MODULE, sysctl units masked in the image).
+
+A node is recorded in the state file only once it is whole (key in, host key pinned,
+booted once); a container of the lab that is not recorded was left half-made by an
+interrupted run and is made again, so every rerun can finish the job.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+import os
+import signal
 import socket
 import subprocess
 import tarfile
@@ -19,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from .. import hostkeys
@@ -35,6 +42,10 @@ ALLOWED_SETTINGS = {"image"}
 NODE_CAPS_DROPPED = ["SYS_RESOURCE", "SYS_TIME", "SYS_MODULE"]
 NODE_SECURITY_OPTS = ["seccomp=unconfined", "apparmor=unconfined"]
 SSH_WAIT_SECONDS = 90
+# A test hook, for tests/test_resume.py only: SWARMLAB_TEST_KILL_AT=create:<lab>/<node> makes
+# this process kill itself (SIGKILL) right after that node's container is created, before
+# anything is put in it, the one moment a user's Ctrl-C or a crash can leave a node half-made.
+TEST_KILL_AT = "SWARMLAB_TEST_KILL_AT"
 
 
 def docker_client() -> docker.DockerClient:
@@ -72,6 +83,12 @@ def apt_mirror_hosts() -> dict[str, str]:
                     except OSError:
                         continue
     return hosts
+
+
+def kill_point_for_tests(point: str) -> None:
+    """The test hook described at TEST_KILL_AT: no effect unless that variable names `point`."""
+    if os.environ.get(TEST_KILL_AT) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def host_routes() -> list[tuple[ipaddress.IPv4Network, str]]:
@@ -213,6 +230,8 @@ class LocalProvider(Provider):
                     f"cannot create network {self.network_name} on {subnet}:"
                     f" {exc.explanation}; pick another subnet in the lab file"
                 ) from None
+        if self.state.resources.get("network") != self.network_name:
+            # Also when a run was interrupted between making the network and recording it.
             self.state.record_resource("network", self.network_name)
         return network
 
@@ -237,6 +256,10 @@ class LocalProvider(Provider):
         waiting: list[NodeSpec] = []
         for node in self.spec.nodes:
             container = self._find_container(node)
+            if container is not None and not self._whole(node, container):
+                self.log(f"    {node.name}: left half-made by an interrupted run; making it again")
+                container.remove(force=True, v=False)
+                container = None
             if container is not None:
                 address = self._container_address(container)
                 image = container.attrs["Config"]["Image"]
@@ -260,6 +283,14 @@ class LocalProvider(Provider):
         for node in waiting:
             self._wait_for_ssh(node)
         return results
+
+    def _whole(self, node: NodeSpec, container: Any) -> bool:
+        """Was this container finished: recorded (which happens only once its keys are in
+        place and it has started) and booted at least once? A record without a first boot is
+        what runs before this rule left behind when interrupted."""
+        recorded = self.state.machines.get(node.name, {})
+        started = container.attrs.get("State", {}).get("StartedAt", "")
+        return recorded.get("id") == container.id[:12] and not started.startswith("0001-")
 
     def _create_container(
         self, node: NodeSpec, lab_key: Path, mirror_hosts: dict[str, str]
@@ -303,11 +334,8 @@ class LocalProvider(Provider):
             )
         except APIError as exc:
             raise NodeError(node.name, f"cannot create its container: {exc.explanation}") from None
+        kill_point_for_tests(f"create:{self.spec.name}/{node.name}")
         container = self.client.containers.get(created["Id"])
-        self.state.record_machine(
-            node.name, id=container.id[:12], container=container.name, address=node.address,
-            created=time.time(),
-        )
         host_key, host_key_public = hostkeys.make_host_key(self.lab_dir, node.name)
         container.put_archive("/", _tar({
             "root/.ssh/authorized_keys": (hostkeys.public_key(lab_key) + "\n", 0o600),
@@ -320,6 +348,11 @@ class LocalProvider(Provider):
             container.start()
         except APIError as exc:
             raise NodeError(node.name, f"its container did not start: {exc.explanation}") from None
+        # Only now is the node whole: a rerun that finds it unrecorded makes it again.
+        self.state.record_machine(
+            node.name, id=container.id[:12], container=container.name, address=node.address,
+            created=time.time(),
+        )
 
     def _wait_for_ssh(self, node: NodeSpec) -> None:
         deadline = time.monotonic() + SSH_WAIT_SECONDS
@@ -378,15 +411,30 @@ class LocalProvider(Provider):
     def destroy(self) -> list[str]:
         removed: list[str] = []
         selector = {"label": f"{LABEL_LAB}={self.spec.name}"}
-        for container in self.client.containers.list(all=True, filters=selector):
-            container.remove(force=True, v=False)
-            removed.append(f"container {container.name}")
-        for volume in self.client.volumes.list(filters=selector):
-            volume.remove(force=True)
-            removed.append(f"volume {volume.name}")
-        for network in self.client.networks.list(filters=selector):
-            network.remove()
-            removed.append(f"network {network.name}")
+        doing = "listing the lab's containers"
+        try:
+            for container in self.client.containers.list(all=True, filters=selector):
+                doing = f"removing container {container.name}"
+                container.remove(force=True, v=False)
+                removed.append(f"container {container.name}")
+            doing = "listing the lab's volumes"
+            for volume in self.client.volumes.list(filters=selector):
+                doing = f"removing volume {volume.name}"
+                volume.remove(force=True)
+                removed.append(f"volume {volume.name}")
+            doing = "listing the lab's networks"
+            for network in self.client.networks.list(filters=selector):
+                doing = f"removing network {network.name}"
+                network.remove()
+                removed.append(f"network {network.name}")
+        except (DockerException, requests.RequestException) as exc:
+            # docker-py's errors (and a timeout of its HTTP session) are many lines long.
+            said = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
+            done = f" (removed so far: {', '.join(removed)})" if removed else ""
+            raise LabError(
+                f"lab.down stopped {doing}: {' '.join(str(said).split())}{done}; rerun"
+                " `invoke lab.down` once Docker answers"
+            ) from None
         return removed
 
 
