@@ -3,7 +3,8 @@
 It works on any machine with a Docker engine. Each node has its own address on the lab's
 own bridge, is reached only over SSH with the lab's key and a host key generated here and
 pinned before the node first boots, and shares the host's kernel and clock: so it is given
-no power over either (no SYS_TIME, no SYS_MODULE, sysctl units masked in the image).
+as little power over either as a nested dockerd allows (see NODE_* below). Root in a node
+is still close to root on the host: it keeps SYS_ADMIN, which can undo those limits.
 
 A node is recorded in the state file only once it is whole (key in, host key pinned,
 booted once); a container of the lab that is not recorded was left half-made by an
@@ -38,9 +39,30 @@ LABEL_LAB = "swarmlab.lab"
 LABEL_NODE = "swarmlab.node"
 ALLOWED_SETTINGS = {"image"}
 # What a node needs to run systemd and a nested dockerd on a host where --privileged is
-# refused, minus everything that would let it change the host (see testbed.md).
-NODE_CAPS_DROPPED = ["SYS_RESOURCE", "SYS_TIME", "SYS_MODULE"]
+# refused, minus what would let it change the host (see testbed.md). Measured on a cgroup v1
+# host: without SYS_ADMIN the node's systemd exits at once (code 255, no output), and a
+# nested dockerd needs it for every mount and namespace, so it stays. RAWIO (I/O ports,
+# /dev/mem) and SYSLOG (the host's kernel log) serve no node.
+NODE_CAPS_DROPPED = ["SYS_RESOURCE", "SYS_TIME", "SYS_MODULE", "SYS_RAWIO", "SYSLOG"]
+# seccomp's default profile forbids the mounts a nested dockerd makes; no AppArmor here.
 NODE_SECURITY_OPTS = ["seccomp=unconfined", "apparmor=unconfined"]
+# No device rule of our own: Docker's default list (null, zero, full, random, urandom, tty,
+# console, ptmx, tun, pts) is what a nested dockerd's containers need. That list also grants
+# every container `mknod` of any device, and a nested container's cgroup needs that grant
+# from its parent (runc fails with "failed to write b *:* m" without it), so a node can make
+# a block device node but never open one. `a *:* rwm` let a node read and write the host's
+# disks.
+# Docker's default masked paths, as set on every plain container.
+NODE_MASKED_PATHS = [
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+]
+# Docker makes all of /proc/sys read-only; a node's dockerd must write its own network
+# namespace's settings (forwarding, bridges, overlays), so net stays writable and every
+# other tree of /proc/sys (host-wide: kernel.core_pattern, vm, fs...) is read-only.
+NODE_READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger"]
+PROC_SYS_TREES = ("abi", "crypto", "debug", "dev", "fs", "kernel", "user", "vm")
 SSH_WAIT_SECONDS = 90
 # A test hook, for tests/test_resume.py only: SWARMLAB_TEST_KILL_AT=create:<lab>/<node> makes
 # this process kill itself (SIGKILL) right after that node's container is created, before
@@ -83,6 +105,17 @@ def apt_mirror_hosts() -> dict[str, str]:
                     except OSError:
                         continue
     return hosts
+
+
+def readonly_paths() -> list[str]:
+    """Every tree of /proc/sys but net read-only: the ones this host's kernel has, and the
+    usual ones besides (runc skips a path a kernel does not have)."""
+    try:
+        trees = {entry.name for entry in Path("/proc/sys").iterdir() if entry.is_dir()}
+    except OSError:
+        trees = set()
+    trees = (trees | set(PROC_SYS_TREES)) - {"net"}
+    return NODE_READONLY_PATHS + [f"/proc/sys/{tree}" for tree in sorted(trees)]
 
 
 def kill_point_for_tests(point: str) -> None:
@@ -309,7 +342,6 @@ class LocalProvider(Provider):
             cap_add=["ALL"],
             cap_drop=NODE_CAPS_DROPPED,
             security_opt=NODE_SECURITY_OPTS,
-            device_cgroup_rules=["a *:* rwm"],
             cgroupns="private",
             tmpfs={"/run": "", "/run/lock": ""},
             binds={volume.name: {"bind": "/var/lib/docker", "mode": "rw"}},
@@ -317,10 +349,8 @@ class LocalProvider(Provider):
             network_mode=self.network_name,
             init=False,
         )
-        # `--security-opt systempaths=unconfined` as the CLI sends it: nothing masked in /proc
-        # and /sys, so the node's dockerd can set up its own containers.
-        host_config["MaskedPaths"] = []
-        host_config["ReadonlyPaths"] = []
+        host_config["MaskedPaths"] = NODE_MASKED_PATHS
+        host_config["ReadonlyPaths"] = readonly_paths()
         try:
             created = self.client.api.create_container(
                 self.image,

@@ -128,6 +128,10 @@ def up(ctx: Context, roster: str, provider: str | None = None, parallel: int = 0
     bound = parallel or plan.settings.parallel
     say(f"class {plan.name}: {len(plan.labs)} labs, {bound} at a time, provider"
         f" {plan.base.provider}; student lab files in {record.directory / 'labs'}")
+    if plan.base.provider == "local":
+        say("warning: on the local provider root in a node is close to root on this host (nodes"
+            " are containers that keep SYS_ADMIN); give students these nodes only on a machine"
+            " you can lose, or use the incus provider (unprivileged nodes)")
     if plan.base.provider == "vmware":
         # The students' folders go inside the class's, which the provider will not make.
         from ..classroom import vsphere
