@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lab import hostkeys
 from lab.atomic import write_atomic
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.unit
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0vWvb2iL8wcPz5m7oVbA0jPqz0n6Vd5v3tT1Ue9Zk{}"
 
@@ -21,6 +25,8 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0vWvb2iL8wcPz5m7oVbA0jPqz0n6Vd5v3tT
 PIN_UNDER_LIMIT = """
 import resource, signal, sys
 from pathlib import Path
+
+import pytest
 from lab import hostkeys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 limit = int(sys.argv[2])
