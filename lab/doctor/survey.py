@@ -25,8 +25,16 @@ BUILTIN_LOCAL_NETWORKS = ("bridge", "host", "none", "docker_gwbridge")
 
 # One round trip per node. Each section starts with a line "@@name"; openssl prints the
 # certificate dates where the node has it, else the PEM comes back for the controller.
+# systemd is asked about dockerd first, and no `docker` command runs where it is not active:
+# the CLI's connection would wake docker.socket and restart the very dockerd the doctor was
+# asked to look at, hiding the fault it should report.
 PROBE = r"""
-echo @@swarm; docker info --format '{{json .Swarm}}' 2>&1
+echo @@dockerd
+if command -v systemctl >/dev/null 2>&1; then d=$(systemctl is-active docker.service 2>&1)
+else d=no-systemd; fi
+echo "$d"
+up=false; case "$d" in active|no-systemd) up=true;; esac
+echo @@swarm; if $up; then docker info --format '{{json .Swarm}}' 2>&1; fi
 echo @@addresses; ip -o -4 addr show 2>/dev/null | awk '{print $4}'
 echo @@firewalld
 if command -v firewall-cmd >/dev/null 2>&1; then
@@ -36,7 +44,7 @@ if command -v firewall-cmd >/dev/null 2>&1; then
   fi
 else echo state=absent; fi
 echo @@selinux; getenforce 2>/dev/null || echo absent
-echo @@iptables; iptables -S INPUT 2>&1
+echo @@iptables; iptables -S 2>&1
 echo @@ipvs; modprobe -q ip_vs 2>/dev/null; test -e /proc/net/ip_vs && echo present || echo absent
 echo @@clock; date +%s
 for f in __CERTS__; do
@@ -46,7 +54,7 @@ for f in __CERTS__; do
   else cat $p; fi
 done
 echo @@networks
-docker network ls --filter scope=local --format '{{.Name}}|{{.Driver}}' 2>/dev/null |
+$up && docker network ls --filter scope=local --format '{{.Name}}|{{.Driver}}' 2>/dev/null |
 while IFS='|' read -r name driver; do
   case "$name" in __BUILTIN__) continue;; esac
   echo "$name|$driver|$(docker network inspect -f '{{len .Containers}}' "$name")"
@@ -68,6 +76,8 @@ class NodeFacts:
     role: str  # as the lab file says
     address: str  # the address the lab wants advertised
     error: str = ""  # the probe could not run: nothing else here is known
+    stopped: str = ""  # the provider's word for a machine that is not running (no SSH tried)
+    dockerd: str = "active"  # `systemctl is-active docker.service` (no-systemd: not asked)
     swarm: dict[str, Any] = field(default_factory=dict)
     addresses: list[str] = field(default_factory=list)
     firewalld: dict[str, str] = field(default_factory=dict)
@@ -82,6 +92,23 @@ class NodeFacts:
     @property
     def reachable(self) -> bool:
         return not self.error
+
+    @property
+    def dockerd_down(self) -> bool:
+        return self.reachable and self.dockerd not in ("active", "no-systemd")
+
+    @property
+    def leaderless_manager(self) -> bool:
+        """A Raft member of a swarm without a leader: active, yet no cluster it can name.
+
+        Such a manager answers `docker info` with an empty cluster ID and either value of
+        ControlAvailable; it is still in its Raft (its own address is among RemoteManagers),
+        which tells it apart from a worker, whose cluster is always empty.
+        """
+        if self.state != "active" or self.cluster_id:
+            return False
+        raft = {m.get("Addr", "") for m in self.swarm.get("RemoteManagers") or []}
+        return self.is_manager or f"{self.node_addr}:2377" in raft
 
     @property
     def state(self) -> str:
@@ -144,12 +171,17 @@ def sections(output: str) -> dict[str, list[str]]:
 
 def parse_probe(facts: NodeFacts, output: str) -> NodeFacts:
     parts = sections(output)
+    # No section at all: an older probe that did not ask systemd; judge by docker info alone.
+    facts.dockerd = (parts.get("dockerd") or ["no-systemd"])[0].strip() or "unknown"
     raw_swarm = "\n".join(parts.get("swarm", [])).strip()
     try:
         facts.swarm = json.loads(raw_swarm) if raw_swarm.startswith("{") else {}
     except ValueError:
         facts.swarm = {}
-    if not facts.swarm:
+    if facts.dockerd_down:
+        facts.swarm = {"LocalNodeState": "unknown",
+                       "Error": f"dockerd is not running (systemd: {facts.dockerd})"}
+    elif not facts.swarm:
         facts.swarm = {"LocalNodeState": "unknown", "Error": raw_swarm or "docker info failed"}
     facts.addresses = [a.split("/")[0] for a in parts.get("addresses", []) if a]
     facts.firewalld = dict(
@@ -183,11 +215,21 @@ def probe(lab: Lab, node: Node) -> NodeFacts:
 def take(lab: Lab) -> Survey:
     nodes: dict[str, NodeFacts] = {}
     reachable: list[Node] = []
+    # The provider knows a stopped machine at once; SSH would only find out after its
+    # connect timeout (34 s measured), and say less.
+    machines = {machine.name: machine for machine in lab.provider.status()}
     for spec in lab.spec.nodes:
         address = lab.provider.advertise_address(spec)
-        if spec.name not in lab.state.machines:
-            nodes[spec.name] = NodeFacts(spec.name, spec.role, address,
+        machine = machines.get(spec.name)
+        if spec.name not in lab.state.machines or machine is None or not machine.exists:
+            nodes[spec.name] = NodeFacts(spec.name, spec.role, address, stopped="absent",
                                          error="the lab has no such machine (run `invoke lab.up`)")
+            continue
+        if not machine.running:
+            nodes[spec.name] = NodeFacts(
+                spec.name, spec.role, address, stopped=machine.power,
+                error=f"the machine is stopped (the {lab.spec.provider} provider says"
+                      f" {machine.power}); nothing was asked over SSH")
             continue
         reachable.append(lab.node(spec.name))
     outcomes = run_parallel(reachable, lambda node: probe(lab, node),

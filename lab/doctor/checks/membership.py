@@ -44,14 +44,67 @@ def check(survey: Survey) -> list[Finding]:
 def _node(survey: Survey, facts: NodeFacts, cluster: str, known_ids: set[str]) -> list[Finding]:
     name, role = facts.name, facts.role
     fix = JOIN_FIX.format(role=role, address=facts.address)
+    if facts.stopped:
+        return [Finding(NAME, name, ERROR,
+                        Text(f"{name}'s machine is {facts.stopped}: {facts.error}",
+                             f"{name} 的机器状态为 {facts.stopped}：{facts.error}"),
+                        Text("it was shut down, or it crashed, or it was removed behind the"
+                             " lab's back",
+                             "机器被关机、崩溃，或在实验工具之外被删除"),
+                        Text("`invoke lab.up` starts (or rebuilds) it and joins it again",
+                             "`invoke lab.up` 会启动（或重建）它并重新加入"))]
     if not facts.reachable:
         return [Finding(NAME, name, ERROR,
                         Text(f"cannot reach {name}: {facts.error}",
                              f"无法连接 {name}：{facts.error}"),
-                        Text("the machine is stopped, or sshd or its network is down",
-                             "机器已停止，或 sshd / 网络不可用"),
-                        Text("`invoke lab.status` shows its power; `invoke lab.up` starts it",
-                             "`invoke lab.status` 查看电源状态；`invoke lab.up` 启动它"))]
+                        Text("the machine runs, but sshd or its network is down",
+                             "机器在运行，但 sshd 或网络不可用"),
+                        Text("`invoke lab.status` shows what answers; `invoke lab.up` repairs it",
+                             "`invoke lab.status` 查看哪些可以连接；`invoke lab.up` 修复它"))]
+    if facts.dockerd_down:
+        listed = sorted({m.status for m in survey.members if m.hostname == name})
+        seen = (f"the managers list it {'/'.join(listed)}" if listed else
+                "no manager could list the swarm's nodes" if survey.leader is None else
+                "the managers do not list it")
+        seen_zh = (f"管理节点显示它为 {'/'.join(listed)}" if listed else
+                   "没有管理节点能列出 swarm 的节点" if survey.leader is None else
+                   "管理节点的列表中没有它")
+        return [Finding(
+            NAME, name, ERROR,
+            Text(f"dockerd is not running on {name} (systemctl is-active docker.service:"
+                 f" {facts.dockerd}); {seen}",
+                 f"{name} 上的 dockerd 没有运行（systemctl is-active docker.service："
+                 f"{facts.dockerd}）；{seen_zh}"),
+            Text("dockerd was stopped (`systemctl stop docker`) or crashed; the doctor does not"
+                 " start it, so that what you see is what the lab is",
+                 "dockerd 被停止（`systemctl stop docker`）或崩溃；doctor 不会启动它，以便如实"
+                 "反映实验环境"),
+            Text(f"`systemctl start docker` on {name} (`invoke lab.exec {name} 'systemctl start"
+                 " docker'`); `journalctl -u docker` tells why it stopped",
+                 f"在 {name} 上执行 `systemctl start docker`（`invoke lab.exec {name}"
+                 " 'systemctl start docker'`）；`journalctl -u docker` 可查看停止原因"))]
+    if facts.leaderless_manager:
+        said = f"; Docker says: {facts.swarm_error}" if facts.swarm_error else ""
+        return [Finding(
+            NAME, name, ERROR,
+            Text(f"{name} is stuck as a manager of a swarm without a leader (LocalNodeState"
+                 f" active, ControlAvailable {str(facts.is_manager).lower()}, no cluster ID)"
+                 f"{said}",
+                 f"{name} 困在一个没有 leader 的 swarm 中担任管理节点（LocalNodeState active，"
+                 f"ControlAvailable {str(facts.is_manager).lower()}，集群 ID 为空）{said}"),
+            Text("the other managers of its swarm are gone: one left with `docker swarm leave"
+                 " --force` (or was rebuilt, or ran `docker swarm init` anew), and with two"
+                 " managers losing one loses the Raft quorum; its services and networks are"
+                 " still in its Raft log",
+                 "它所在 swarm 的其他管理节点已不在：有管理节点执行了 `docker swarm leave"
+                 " --force`（或被重建、重新 `docker swarm init`），两个管理节点失去一个即失去"
+                 " Raft 法定人数；服务和网络仍保存在它的 Raft 日志中"),
+            Text(f"on {name}: `docker swarm init --force-new-cluster --advertise-addr"
+                 f" {facts.address}` (keeps its services), then join the other nodes to it"
+                 " (`invoke swarm.join`); `invoke lab.up` recovers it the same way",
+                 f"在 {name} 上执行 `docker swarm init --force-new-cluster --advertise-addr"
+                 f" {facts.address}`（保留服务），再让其他节点加入（`invoke swarm.join`）；"
+                 "`invoke lab.up` 也会这样恢复"))]
     state = facts.state
     if state == "inactive":
         return [Finding(
@@ -123,8 +176,11 @@ def _quorum(survey: Survey, cluster: str) -> list[Finding]:
     Counted from the managers' own states (Raft members against managers still in the
     cluster), so it shows in the half minute before the last manager gives up leading too.
     """
+    # Without any cluster ID the managers are leaderless ones, each reported on its own
+    # with the command that recovers it.
     in_cluster = [f for f in survey.nodes.values()
-                  if f.reachable and f.is_manager and f.cluster_id == cluster]
+                  if f.reachable and f.is_manager and f.cluster_id == cluster
+                  and not f.leaderless_manager]
     if not in_cluster:
         return []
     raft = max(({m.get("Addr", "") for m in f.swarm.get("RemoteManagers") or []}
