@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import shlex
+import subprocess
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -21,12 +24,21 @@ from cryptography.x509.oid import NameOID
 
 from lab.doctor import exit_code
 from lab.doctor.certs import parse_cert
-from lab.doctor.checks import certificates, clock, firewall, ipvs, membership, networks
-from lab.doctor.finding import ERROR, OK, UNAVAILABLE, WARNING, Finding
+from lab.doctor.checks import (
+    certificates,
+    clock,
+    firewall,
+    ipvs,
+    membership,
+    networks,
+    overlay,
+    ports,
+)
+from lab.doctor.finding import ERROR, OK, SKIPPED, UNAVAILABLE, WARNING, Finding
 from lab.doctor.report import as_json, show
 from lab.doctor.survey import LocalNetwork, NodeFacts, Survey, parse_probe
 from lab.doctor.text import Text, language
-from lab.errors import SpecError
+from lab.errors import LabError, SpecError
 from lab.scenario.display import Console
 from lab.spec import parse_spec
 from lab.swarm import SwarmMember
@@ -257,3 +269,98 @@ def test_language_follows_the_locale_unless_asked() -> None:
     assert language("zh", {"LANG": "C"}) == "zh"
     with pytest.raises(SpecError, match="allowed: en, zh"):
         language("fr", {})
+
+
+# --- look without touching, and nothing unquoted reaches a node (issue 14) -------------------
+def test_a_skip_is_not_a_healthy_exit() -> None:
+    # The overlay probe that could not run is not proof that overlay works.
+    skipped = Finding("overlay", "", SKIPPED, Text("not proven", "未验证"))
+    assert exit_code([Finding("clock", "", OK, Text("x", "x")), skipped]) == 1
+
+
+@pytest.mark.parametrize(("rules", "blocked"), [
+    # A DROP in a chain INPUT jumps to is as real as one in INPUT.
+    (["-N SLH3", "-A INPUT -j SLH3", "-A SLH3 -p udp -m udp --dport 4789 -j DROP"], True),
+    (["-N C", "-A INPUT -p tcp -j C", "-A C -p udp --dport 4789 -j DROP"], False),  # tcp only
+    (["-N C", "-A INPUT -j C", "-A C -j RETURN", "-A C -p udp --dport 4789 -j DROP"], False),
+    (["-P INPUT DROP", "-N C", "-A INPUT -j C", "-A C -p udp --dport 4789 -j ACCEPT"], False),
+    (["-N C", "-A C -p udp --dport 4789 -j DROP"], False),  # a chain nothing jumps to
+])
+def test_iptables_jumps_into_the_users_chains_are_followed(rules: list[str],
+                                                          blocked: bool) -> None:
+    assert (firewall.deciding_rule(rules, "udp", 4789) is not None) is blocked
+
+
+def test_a_stopped_dockerd_is_said_plainly_with_what_the_managers_list() -> None:
+    nodes = healthy_nodes()
+    # The probe asks systemd first and runs no docker command where dockerd is not active.
+    nodes["worker1"] = parse_probe(NodeFacts("worker1", "worker", "10.201.31.13"),
+                                   "@@dockerd\ninactive\n@@swarm\n@@clock\n1800000000")
+    listed = [member("manager1"), member("manager2"), member("worker1", "Down")]
+    found = membership.check(survey(nodes, listed))
+    assert severities(found) == [(ERROR, "worker1")]
+    assert found[0].saw("en").startswith("dockerd is not running on worker1")
+    assert "the managers list it Down" in found[0].saw("en")
+    assert "systemctl start docker" in found[0].fix("en")
+
+
+def test_a_manager_stuck_without_a_leader_beside_a_new_swarm() -> None:
+    """manager1 left and made a new swarm; manager2 is alone in the old one, no leader."""
+    nodes = healthy_nodes()
+    nodes["manager1"].swarm.update({"Cluster": {"ID": "clusterNew"},
+                                    "RemoteManagers": [{"Addr": "10.201.31.11:2377"}]})
+    nodes["manager2"].swarm.update({"Cluster": {"ID": ""}, "Error": "context deadline exceeded"})
+    found = membership.check(survey(nodes, [member("manager1")]))
+    stuck = [f for f in found if f.node == "manager2"]
+    assert [f.severity for f in stuck] == [ERROR]
+    assert "without a leader" in stuck[0].saw("en")
+    assert ("docker swarm init --force-new-cluster --advertise-addr 10.201.31.12"
+            in stuck[0].fix("en"))
+
+
+class RecordingNode:
+    """A fake node that records each command (a real one would run it) and answers nothing;
+    it refuses `docker service ps`, so the overlay probe stops right after creating."""
+
+    name = "manager1"
+
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, command: str, **_: object) -> SimpleNamespace:
+        self.commands.append(command)
+        if "docker service ps" in command:
+            raise LabError("recording node: stop here")
+        return SimpleNamespace(stdout="", stderr="", ok=True, exit_code=0)
+
+
+def overlay_survey(images: dict[str, str]) -> tuple[Survey, RecordingNode]:
+    found = survey(healthy_nodes())
+    found.lab.spec = replace(SPEC, images=images)
+    found.lab.provider.time_scale = 1
+    node = RecordingNode()
+    found.leader = node  # type: ignore[assignment]
+    return found, node
+
+
+def test_a_lab_file_without_busybox_is_one_overlay_finding_not_a_traceback() -> None:
+    found, node = overlay_survey({"whoami": "swarmlab/whoami:latest"})
+    result = overlay.check(found)
+    assert severities(result) == [(ERROR, "")]
+    assert "busybox" in result[0].saw("en") and "images:" in result[0].fix("en")
+    assert node.commands == []  # nothing was made on the lab
+
+
+def test_an_image_name_reaches_the_node_quoted() -> None:
+    found, node = overlay_survey({"busybox": "$(reboot)"})
+    with pytest.raises(LabError):
+        overlay.check(found)
+    create = next(c for c in node.commands if "docker service create" in c)
+    assert "'$(reboot)'" in create and "$(reboot)" in shlex.split(create)
+
+
+def test_a_port_probe_address_never_runs_as_a_command(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    command = ports.probe_command(["127.0.0.1", f"$(touch {marker})"])
+    subprocess.run(["bash", "-c", command], capture_output=True, timeout=30)
+    assert not marker.exists()

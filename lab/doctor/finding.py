@@ -13,8 +13,10 @@ UNAVAILABLE = "unavailable"  # this host cannot offer a feature; nothing in the 
 SKIPPED = "skipped"  # could not be checked because something else is already wrong
 OK = "ok"
 SEVERITIES = (ERROR, WARNING, UNAVAILABLE, SKIPPED, OK)
-# Only these make `lab.doctor` exit non-zero: "nothing is wrong" means none of them.
-FAILING = (ERROR, WARNING)
+# These make `lab.doctor` exit non-zero: "nothing is wrong" means none of them. A skip is
+# among them: what could not be proven is not known to be right, and a skip whose cause
+# no other check caught would otherwise read as a healthy lab.
+FAILING = (ERROR, WARNING, SKIPPED)
 NOTHING = Text("", "")
 
 

@@ -1,7 +1,8 @@
 """`lab.doctor`: the lab's health, each finding with what was seen, the cause and the fix.
 
-Exit 0 only when nothing is wrong (no error, no warning); what this host cannot offer (no
-IPVS in a shared kernel) is reported as unavailable and does not fail it.
+Exit 0 only when nothing is wrong (no error, no warning, nothing that could not be checked);
+what this host cannot offer (no IPVS in a shared kernel) is reported as unavailable and does
+not fail it.
 """
 
 from __future__ import annotations

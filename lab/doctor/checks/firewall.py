@@ -1,4 +1,5 @@
-"""firewalld and SELinux state, and iptables INPUT rules that turn away swarm ports.
+"""firewalld and SELinux state, and iptables rules (INPUT and the chains it jumps to) that
+turn away swarm ports.
 
 Rules are read, not trusted to be complete (firewalld on nftables does not show in
 `iptables -S`): the ports and overlay checks prove reachability end to end. What this check
@@ -29,34 +30,67 @@ def _port_matches(port: int, spec: str) -> bool:
     return False
 
 
-def deciding_rule(rules: list[str], proto: str, port: int) -> str | None:
-    """The INPUT rule (or policy) that turns away a new connection to port/proto, or None.
+VERDICTS = ("ACCEPT", "REJECT", "DROP")
 
-    First match wins, as in iptables. Rules this reading cannot judge (negations, jumps to
-    other chains, loopback-only) are passed over.
+
+def _matches(words: list[str], proto: str, port: int) -> bool:
+    """Whether a rule's match part covers a new connection to port/proto."""
+    if _value(words, "-i") == "lo":
+        return False
+    rule_proto = _value(words, "-p")
+    if rule_proto and rule_proto != proto:
+        return False
+    ports = _value(words, "--dport") or _value(words, "--dports")
+    if ports and not _port_matches(port, ports):
+        return False
+    states = _value(words, "--ctstate") or _value(words, "--state")
+    # e.g. RELATED,ESTABLISHED: says nothing about a new connection
+    return not states or "NEW" in states.split(",")
+
+
+def _walk(rules: list[str], chain: str, chains: set[str], proto: str, port: int,
+          depth: int = 0) -> tuple[str, str] | None:
+    """(verdict, rule) of the first rule of `chain` that decides, or None: it falls through.
+
+    A jump to a chain of the user's is followed (a DROP of 4789/udp in such a chain is as
+    real as one in INPUT); RETURN, or the end of that chain, goes on after the jump.
+    """
+    if depth > 10:  # iptables itself refuses loops; this only bounds a malformed listing
+        return None
+    for line in rules:
+        words = line.split()
+        if words[:2] != ["-A", chain] or "!" in words or not _matches(words, proto, port):
+            continue
+        target = _value(words, "-j") or _value(words, "-g")
+        if target in VERDICTS:
+            return target, line
+        if target == "RETURN":
+            return None
+        if target in chains:
+            decided = _walk(rules, target, chains, proto, port, depth + 1)
+            if decided is not None:
+                return decided
+    return None
+
+
+def deciding_rule(rules: list[str], proto: str, port: int) -> str | None:
+    """The filter rule (or INPUT policy) that turns away a new connection to port/proto, or
+    None.
+
+    First match wins, as in iptables, starting at INPUT and following jumps into the user's
+    own chains. Rules this reading cannot judge (negations, loopback-only) are passed over.
     """
     policy = "ACCEPT"
+    chains = set()
     for line in rules:
         words = line.split()
         if words[:2] == ["-P", "INPUT"] and len(words) > 2:
             policy = words[2]
-            continue
-        target = _value(words, "-j")
-        if words[:2] != ["-A", "INPUT"] or "!" in words or target not in (
-                "ACCEPT", "REJECT", "DROP"):
-            continue
-        if _value(words, "-i") == "lo":
-            continue
-        rule_proto = _value(words, "-p")
-        if rule_proto and rule_proto != proto:
-            continue
-        ports = _value(words, "--dport") or _value(words, "--dports")
-        if ports and not _port_matches(port, ports):
-            continue
-        states = _value(words, "--ctstate") or _value(words, "--state")
-        if states and "NEW" not in states.split(","):
-            continue  # e.g. RELATED,ESTABLISHED: says nothing about a new connection
-        return None if target == "ACCEPT" else line
+        elif words[:1] == ["-N"] and len(words) > 1:
+            chains.add(words[1])
+    decided = _walk(rules, "INPUT", chains, proto, port)
+    if decided is not None:
+        return None if decided[0] == "ACCEPT" else decided[1]
     return None if policy == "ACCEPT" else f"-P INPUT {policy}"
 
 
@@ -109,10 +143,13 @@ def _iptables(facts: NodeFacts) -> list[Finding]:
         if rule is None:
             continue
         removal = rule.replace("-A ", "-D ", 1) if rule.startswith("-A ") else "-P INPUT ACCEPT"
+        jumped = rule.startswith("-A ") and rule.split()[1] != "INPUT"
         findings.append(Finding(
             NAME, facts.name, ERROR,
-            Text(f"iptables on {facts.name} turns away {item}: `{rule}`",
-                 f"{facts.name} 的 iptables 拒绝了 {item}：`{rule}`"),
+            Text(f"iptables on {facts.name} turns away {item}: `{rule}`"
+                 + (" (a chain INPUT jumps to)" if jumped else ""),
+                 f"{facts.name} 的 iptables 拒绝了 {item}：`{rule}`"
+                 + ("（INPUT 跳转到的链）" if jumped else "")),
             Text("a firewall rule on the node (a REJECT with icmp-host-prohibited is what"
                  " firewalld does, and gives 'connect: no route to host')",
                  "节点上的防火墙规则（带 icmp-host-prohibited 的 REJECT 正是 firewalld 的做法，"

@@ -12,6 +12,7 @@ are removed first.
 from __future__ import annotations
 
 import secrets
+import shlex
 import time
 
 from ...context import Lab
@@ -27,6 +28,9 @@ PLACE_SECONDS = 60
 # Gossip may need a while to tell a node about tasks elsewhere right after nodes (re)join;
 # a healthy lab answers at once, so the window only costs time when something is wrong.
 PING_WINDOW_SECONDS = 30
+# What a cross-node overlay packet needs open between the nodes, named in every finding.
+PORTS = "4789/udp (VXLAN data) and 7946/tcp+udp (gossip)"
+PORTS_ZH = "4789/udp（VXLAN 数据）和 7946/tcp+udp（gossip）"
 CLEAN = (
     f"docker service ls -q --filter label={LABEL} | xargs -r docker service rm >/dev/null;"
     f" for i in $(seq 30); do ids=$(docker network ls -q --filter label={LABEL});"
@@ -61,7 +65,7 @@ def _placed(leader: Node, name: str, wanted: set[str], seconds: float) -> dict[s
     while True:
         listing = leader.run(
             f"docker service ps --no-trunc --filter desired-state=running"
-            f" --format '{{{{.Node}}}}|{{{{.CurrentState}}}}|{{{{.Error}}}}' {name}",
+            f" --format '{{{{.Node}}}}|{{{{.CurrentState}}}}|{{{{.Error}}}}' {shlex.quote(name)}",
             timeout=30, check=True).stdout
         states = {}
         for line in listing.splitlines():
@@ -77,9 +81,11 @@ def _placed(leader: Node, name: str, wanted: set[str], seconds: float) -> dict[s
 def _address(node: Node, name: str) -> tuple[str, str]:
     """The task's container on this node and its address on the probe network."""
     template = f"{{{{(index .NetworkSettings.Networks \"{name}\").IPAddress}}}}"
+    service = shlex.quote(f"label=com.docker.swarm.service.name={name}")
     result = node.run(
-        f"c=$(docker ps -q --filter label=com.docker.swarm.service.name={name} | head -n1);"
-        f" echo $c $(docker inspect -f '{template}' $c)", timeout=30, check=True)
+        f"c=$(docker ps -q --filter {service} | head -n1);"
+        f" [ -n \"$c\" ] && echo \"$c\" $(docker inspect -f {shlex.quote(template)} \"$c\")",
+        timeout=30, check=True)
     container, _, address = result.stdout.strip().partition(" ")
     return container, address
 
@@ -87,9 +93,10 @@ def _address(node: Node, name: str) -> tuple[str, str]:
 def _pings(node: Node, container: str, targets: list[str], window: int) -> dict[str, bool]:
     """Ping each target until it answers or the window closes; prints the ones that did."""
     script = (
-        f"left='{' '.join(targets)}'; end=$(( $(date +%s) + {window} ));"
+        f"left={shlex.quote(' '.join(targets))}; end=$(( $(date +%s) + {int(window)} ));"
         " while [ -n \"$left\" ] && [ $(date +%s) -lt $end ]; do still='';"
-        f" for ip in $left; do if docker exec {container} ping -c 1 -W 1 $ip >/dev/null 2>&1;"
+        f" for ip in $left; do if docker exec {shlex.quote(container)} ping -c 1 -W 1 \"$ip\""
+        " >/dev/null 2>&1;"
         " then echo $ip; else still=\"$still $ip\"; fi; done; left=$still; done"
     )
     result = node.run(script, timeout=window + 30)
@@ -110,26 +117,42 @@ def check(survey: Survey) -> list[Finding]:
     lab_names = {f.name for f in survey.reachable()}
     ready = {m.hostname for m in survey.members
              if m.status == "Ready" and m.availability == "Active" and m.hostname in lab_names}
+    if len(survey.lab.spec.nodes) < 2:
+        return [ok(NAME, Text("a one-node lab: no overlay traffic crosses nodes",
+                              "单节点实验环境：没有跨节点的 overlay 流量"))]
     if len(ready) < 2:
         return _skipped("fewer than two Ready nodes, so there is nothing to cross",
                         "Ready 节点少于两个，没有可跨越的节点")
+    image = survey.lab.spec.images.get("busybox")
+    if not image:
+        return [Finding(
+            NAME, "", ERROR,
+            Text("not proven: the lab file's `images` names no busybox image, which the overlay"
+                 " probe runs",
+                 "未验证：实验配置的 `images` 中没有 busybox 镜像，overlay 探测需要它"),
+            fix=Text("add `busybox: swarmlab/busybox:latest` (or an image of yours with ping)"
+                     " under `images:` in the lab file, then `invoke lab.up`",
+                     "在实验配置的 `images:` 下加入 `busybox: swarmlab/busybox:latest`（或自备的带"
+                     " ping 的镜像），再执行 `invoke lab.up`"))]
     name = f"{PREFIX}-{secrets.token_hex(3)}"
-    image = survey.lab.spec.images["busybox"]
+    quoted = shlex.quote(name)
     leader.run(CLEAN, timeout=60)
     try:
-        leader.run(f"docker network create -d overlay --label {LABEL}=1 {name}",
+        leader.run(f"docker network create -d overlay --label {LABEL}=1 {quoted}",
                    timeout=60, check=True)
         # sleep as PID 1 ignores SIGTERM: KILL makes the removal quick.
-        leader.run(f"docker service create -d --name {name} --label {LABEL}=1 --mode global"
-                   f" --network {name} --stop-signal KILL --no-resolve-image {image} sleep 600",
+        leader.run(f"docker service create -d --name {quoted} --label {LABEL}=1 --mode global"
+                   f" --network {quoted} --stop-signal KILL --no-resolve-image"
+                   f" {shlex.quote(image)} sleep 600",
                    timeout=60, check=True)
         return _prove(survey, leader, name, ready)
     finally:
         # The network can go only once the tasks are gone (a few seconds): that wait runs
         # on the node, detached, rather than in the doctor's time.
-        leader.run(f"docker service rm {name} >/dev/null 2>&1; nohup sh -c 'for i in $(seq 60);"
-                   f" do docker network rm {name} && exit 0; sleep 1; done' >/dev/null 2>&1"
-                   " </dev/null &", timeout=60)
+        retry = shlex.quote(f"for i in $(seq 60); do docker network rm {quoted} && exit 0;"
+                            " sleep 1; done")
+        leader.run(f"docker service rm {quoted} >/dev/null 2>&1; nohup sh -c {retry}"
+                   " >/dev/null 2>&1 </dev/null &", timeout=60)
 
 
 def _prove(survey: Survey, leader: Node, name: str, ready: set[str]) -> list[Finding]:
@@ -150,6 +173,18 @@ def _prove(survey: Survey, leader: Node, name: str, ready: set[str]) -> list[Fin
     nodes = [survey.lab.node(n) for n in placed]
     found = run_parallel(nodes, lambda node: _address(node, name), deadline=60)
     tasks = {n: o.value for n, o in found.items() if o.ok and o.value[1]}
+    # A task that runs but whose address cannot be read is a node the probe could not judge:
+    # that is something wrong, never a reason to pass.
+    findings += [
+        Finding(NAME, n, ERROR,
+                Text(f"the probe task's overlay address on {n} could not be read:"
+                     f" {o.error or 'no address on network ' + name}",
+                     f"无法读取 {n} 上探测任务的 overlay 地址：{o.error or '无地址'}"),
+                Text("dockerd on the node did not attach the task to the overlay network"
+                     " (gossip on 7946 not working) or does not answer",
+                     "节点上的 dockerd 未把任务接入 overlay 网络（7946 上的 gossip 不通）或无响应"),
+                FIX)
+        for n, o in sorted(found.items()) if n not in tasks]
     if len(tasks) < 2:
         return findings + _skipped("fewer than two probe tasks got an overlay address",
                                    "获得 overlay 地址的探测任务少于两个")
@@ -170,9 +205,10 @@ def _prove(survey: Survey, leader: Node, name: str, ready: set[str]) -> list[Fin
                 findings.append(Finding(
                     NAME, source, ERROR,
                     Text(f"the task on {source} got no answer from the task on {where[address]}"
-                         f" ({address}) over overlay network {name}",
+                         f" ({address}) over overlay network {name}; that needs {PORTS}"
+                         " open between them",
                          f"{source} 上的任务通过 overlay 网络 {name} 得不到 {where[address]}"
-                         f"（{address}）上任务的回应"),
+                         f"（{address}）上任务的回应；这需要两者之间放行 {PORTS_ZH}"),
                     CAUSE, FIX))
         if not outcome.ok:
             findings.append(Finding(NAME, source, ERROR,

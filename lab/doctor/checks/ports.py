@@ -21,10 +21,15 @@ CONNECT_SECONDS = 3
 
 
 def probe_command(addresses: list[str]) -> str:
-    """One line per address: ADDRESS|exit code|what bash said."""
+    """One line per address: ADDRESS|exit code|what bash said.
+
+    Each address reaches the inner bash as its $0, never inside the script it runs, so no
+    value can become a command there.
+    """
     lines = [
-        f"out=$(timeout {CONNECT_SECONDS} bash -c {shlex.quote(f'</dev/tcp/{a}/{PORT}')} 2>&1);"
-        f" echo \"{a}|$?|$(echo $out | tr '\\n' ' ')\""
+        f"out=$(timeout {CONNECT_SECONDS} bash -c '</dev/tcp/\"$0\"/{PORT}' {shlex.quote(a)}"
+        " 2>&1);"
+        f" echo {shlex.quote(a)}\"|$?|$(echo $out | tr '\\n' ' ')\""
         for a in addresses
     ]
     return "; ".join(lines)
