@@ -116,7 +116,7 @@ class Cluster:
     def container_of(self, node: Node, task: Task) -> str:
         """The name of the container that runs `task` on `node` ('' if none is there yet)."""
         result = node.run(
-            f"docker ps --filter label=com.docker.swarm.task.id={task.id}"
+            f"docker ps --filter {shlex.quote(f'label=com.docker.swarm.task.id={task.id}')}"
             " --format '{{.Names}}'",
             timeout=self.query_timeout,
             check=True,

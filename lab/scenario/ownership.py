@@ -75,7 +75,9 @@ class Creates:
 
 def simple_commands(text: str) -> Iterator[list[str]]:
     """The words of each simple command of a shell line (split at ; && || | ( ) and new
-    lines, quotes respected). A line the shell could not parse either yields nothing more."""
+    lines, quotes respected). A line the shell could not parse either yields nothing more.
+    A quoted word made only of those characters reads as one of them: no Docker name can be
+    such a word, so nothing is lost."""
     lexer = shlex.shlex(text, posix=True, punctuation_chars="();<>|&\n")
     lexer.whitespace = " \t\r"
     lexer.whitespace_split = True

@@ -39,10 +39,15 @@ def resolve(cluster: Cluster, target: Target, command: str) -> list[Place]:
         return [Place(node, node.name, command) for node in lab.nodes()]
     if target.kind == "task":
         node, container = _task_container(cluster, target.name)
-        inside = f"docker exec {container} sh -c {shlex.quote(command)}"
-        return [Place(node, node.name, inside)]
+        return [Place(node, node.name, in_task(container, command))]
     node = _node_by_tasks(cluster, target)
     return [Place(node, node.name, command)]
+
+
+def in_task(container: str, command: str) -> str:
+    """`command` run inside a container; the container's name comes from `docker ps`, so it
+    is quoted like any other value read from a node."""
+    return f"docker exec {shlex.quote(container)} sh -c {shlex.quote(command)}"
 
 
 def _running(cluster: Cluster, service: str) -> list[Task]:
