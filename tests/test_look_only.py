@@ -159,6 +159,25 @@ def test_the_doctor_asks_the_provider_before_ssh(lab: LabHandle) -> None:
         wait_for("all Ready again", lambda: all_ready(lab), seconds=120)
 
 
+def test_an_ssh_failure_in_the_ipvs_probe_is_a_broken_node(lab: LabHandle) -> None:
+    """Not "no IPVS" (exit 3, could not run here): the node is broken (exit 1)."""
+    from lab.config import load_spec
+    from lab.context import Lab
+    from lab.errors import NodeError
+    from lab.scenario.features import probe_ipvs
+
+    on("worker1", "systemctl stop ssh.socket 2>/dev/null; systemctl stop ssh.service")
+    try:
+        assert on("worker1", "systemctl is-active ssh.service").stdout.strip() != "active"
+        with (Lab(load_spec(lab_file=str(lab.file)), log=lambda line: None) as opened,
+              pytest.raises(NodeError) as raised):
+            probe_ipvs(opened)
+        assert raised.value.exit_code == 1
+        assert str(raised.value).startswith("worker1: the IPVS probe could not run: SSH to")
+    finally:
+        on("worker1", "systemctl start ssh.service")
+
+
 def test_a_manager_left_without_a_leader_is_found_with_its_fix(lab: LabHandle) -> None:
     """Last: the lab stays broken for the fixture's `lab.down`."""
     assert on("manager1", "docker swarm leave --force").returncode == 0
@@ -184,4 +203,5 @@ def test_a_manager_left_without_a_leader_is_found_with_its_fix(lab: LabHandle) -
     code, report = doctor(lab)
     assert code == 1
     assert "ControlAvailable" in stuck(report)["saw"]
+
 

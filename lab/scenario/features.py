@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..context import Lab
+from ..errors import NodeError
 from ..remote import Node, run_parallel
 from .model import FEATURES
 
@@ -41,13 +42,17 @@ def probe_ipvs(lab: Lab) -> FeatureState:
         return node.run(IPVS_PROBE, timeout=30, check=True).stdout.strip()
 
     outcomes = run_parallel(lab.nodes(), look, parallel=lab.spec.ssh.parallel, deadline=60)
-    absent = [name for name, o in outcomes.items() if not o.ok or o.value != "present"]
-    errors = [o.error for o in outcomes.values() if o.error]
+    # A node the probe could not reach is a broken node (exit 1), not a kernel without IPVS
+    # (exit 3, "could not run here"): the probe's own failure never reads as the feature's.
+    broken = sorted(name for name, o in outcomes.items() if not o.ok)
+    if broken:
+        name = broken[0]
+        said = (outcomes[name].error or "no answer").removeprefix(f"{name}: ")
+        raise NodeError(name, f"the IPVS probe could not run: {said}")
+    absent = [name for name, o in outcomes.items() if o.value != "present"]
     if not absent:
         return FeatureState("ipvs", True, detail="present on every node")
     detail = "no /proc/net/ip_vs after `modprobe ip_vs` on " + ", ".join(absent)
-    if errors:
-        detail += f" ({'; '.join(errors)})"
     return FeatureState("ipvs", False, absent, detail)
 
 
