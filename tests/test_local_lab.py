@@ -67,7 +67,7 @@ def test_status_table_says_how_to_reach_each_node(shared_lab: LabHandle) -> None
     result = shared_lab.invoke("lab.status")
     assert result.code == 0, result.output
     for node in shared_lab.nodes:
-        assert f"invoke lab.ssh {node['name']}" in result.stdout
+        assert f"invoke -f {shared_lab.file} lab.ssh {node['name']}" in result.stdout
     assert "Ready manager" in result.stdout and "Ready worker" in result.stdout
 
 
