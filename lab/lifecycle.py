@@ -74,7 +74,10 @@ class Step:
         self.log(f"    {self.name}: {self.status} ({seconds:.1f} s){detail}")
 
 
-def up(lab: Lab, *, skip_swarm: bool = False, force: bool = False, log: Log = print) -> UpReport:
+def up(
+    lab: Lab, *, skip_swarm: bool = False, force: bool = False, discard_services: bool = False,
+    log: Log = print,
+) -> UpReport:
     report = UpReport()
     spec = lab.spec
     lab.state.data["provider"] = spec.provider
@@ -118,7 +121,7 @@ def up(lab: Lab, *, skip_swarm: bool = False, force: bool = False, log: Log = pr
         log("==> swarm: skipped (--skip-swarm): the nodes are prepared, build the swarm by hand")
     else:
         with Step(lab, report, "swarm", log) as step:
-            done = swarm.converge(lab, log=log, force=force)
+            done = swarm.converge(lab, log=log, force=force, discard_services=discard_services)
             acted = {name: what for name, what in done.items() if what != "ok"}
             if acted:
                 step.status = "changed"

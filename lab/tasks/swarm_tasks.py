@@ -19,22 +19,30 @@ def init(ctx: Context, provider: str | None = None) -> None:
     with open_lab(ctx, provider, log=say) as lab:
         require_up(lab)
         node = lab.node(lab.spec.first_manager.name)
-        state = swarm.info(node)
-        if state.state != "inactive":
-            say(f"{node.name} is already in a swarm ({state.state}); nothing to do")
+        states = swarm.infos(lab, lab.nodes())
+        if states[node.name].state != "inactive":
+            say(f"{node.name} is already in a swarm ({states[node.name].state}); nothing to do")
             return
+        # A second swarm beside one a node already holds would split the lab.
+        others = [name for name, state in states.items() if state.state != "inactive"]
+        if others:
+            raise LabError(f"{', '.join(others)} already in a swarm: `invoke swarm.join` joins"
+                           " the lab to it (or recovers it) instead of starting a second one")
         found = swarm.init(lab, node, say)
         lab.state.record_step("swarm-init", lab.spec.digest(), True, cluster_id=found.cluster_id)
         say(f"swarm initialised on {node.name}")
 
 
-@task(help={"force": "make nodes in another swarm leave it", "provider": "overrides the lab file"})
+@task(help={"force": "make nodes in another swarm leave it (never one holding services)",
+            "discard_services": "with --force: also leave a swarm that holds services",
+            "provider": "overrides the lab file"})
 @user_errors
-def join(ctx: Context, force: bool = False, provider: str | None = None) -> None:
+def join(ctx: Context, force: bool = False, discard_services: bool = False,
+         provider: str | None = None) -> None:
     """Join every other node with its role's token (init first if needed)."""
     with open_lab(ctx, provider, log=say) as lab:
         require_up(lab)
-        done = swarm.converge(lab, log=say, force=force)
+        done = swarm.converge(lab, log=say, force=force, discard_services=discard_services)
         for name, what in done.items():
             say(f"  {name}: {what}")
 
@@ -61,10 +69,11 @@ def status_(ctx: Context, json_: bool = False, provider: str | None = None) -> N
             raise LabError("swarm not as the lab file says: " + "; ".join(problems))
 
 
-@task(help={"node": "one node (default: all, workers first)", "provider": "overrides the lab file"})
+@task(help={"node": "one node (default: all: workers, then managers, the leader last)",
+            "provider": "overrides the lab file"})
 @user_errors
 def leave(ctx: Context, node: str = "", provider: str | None = None) -> None:
-    """`docker swarm leave --force` on nodes, workers first."""
+    """`docker swarm leave --force` on nodes: workers, then managers, the leader last."""
     with open_lab(ctx, provider, log=say) as lab:
         require_up(lab)
         for name, what in swarm.leave(lab, [node] if node else None, log=say).items():

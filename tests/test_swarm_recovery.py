@@ -1,0 +1,167 @@
+"""A lab's swarm is never thrown away by the tools: recovered when a manager is lost, left only
+on two explicit flags when it is not the lab's, and taken apart without waiting on a manager
+that lost its quorum. One real local lab for the module, through the real CLI (the Raft log and
+leave-order checks drive lab.swarm in-process on the same real nodes, to see each command)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lab import raft, swarm
+from lab.config import load_spec
+from lab.context import Lab
+from lab.remote import Node
+from tests.conftest import CLIResult, LabHandle, lab_fixture
+
+pytestmark = pytest.mark.local
+
+NAME = "t-h1-a"
+SERVICE = "docker service create --detach --no-resolve-image --name {} swarmlab/busybox:latest" \
+          " sleep 1d"
+
+
+@pytest.fixture(scope="module")
+def lab(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
+    yield from lab_fixture(tmp_path_factory.mktemp("h1"), NAME, 100)
+
+
+def on(lab: LabHandle, node: str, command: str) -> CLIResult:
+    result = lab.invoke("lab.exec", node, command)
+    assert result.code == 0, result.output
+    return result
+
+
+def services(lab: LabHandle, node: str = "manager1") -> list[str]:
+    return sorted(on(lab, node, "docker service ls --format '{{.Name}}'").stdout.split())
+
+
+def assert_lab_swarm(lab: LabHandle) -> None:
+    status = lab.status()
+    assert [(n["name"], n["role"], n["ready"]) for n in status["nodes"]] == [
+        (n["name"], n["role"], True) for n in lab.nodes]
+    listing = on(lab, "manager1", "docker node ls --format '{{.Hostname}}'").stdout.split()
+    assert sorted(listing) == ["manager1", "manager2", "worker1"]  # no stale entries
+
+
+def in_process(lab: LabHandle) -> Lab:
+    return Lab(load_spec(None, lab_file=str(lab.file)), log=lambda line: None)
+
+
+def test_the_raft_log_reader_sees_each_new_entry(lab: LabHandle) -> None:
+    with in_process(lab) as opened:
+        before = raft.last_entry(opened.node("manager2"))
+        on(lab, "manager1", SERVICE.format("keep-web"))
+        after = raft.last_entry(opened.node("manager2"))
+    assert before > (0, 0)
+    assert after[0] >= before[0] and after[1] > before[1], (before, after)
+
+
+def test_a_manager_that_left_does_not_take_the_swarm_with_it(lab: LabHandle) -> None:
+    on(lab, "manager1", "docker swarm leave --force")  # manager2 keeps the swarm, leaderless
+    up = lab.invoke("lab.up")
+    assert up.code == 0, up.output
+    assert "manager2: the lab's swarm has no leader" in up.stdout
+    assert "manager1 joined as manager" in up.stdout
+    assert "docker swarm init --advertise-addr 10.201.100.11" not in up.stdout
+    assert services(lab) == ["keep-web"]
+    assert_lab_swarm(lab)
+
+
+def test_a_leaderless_manager_whose_peer_is_gone_is_recovered(lab: LabHandle) -> None:
+    on(lab, "manager1", SERVICE.format("keep-db"))
+    # manager1's machine and disk vanish: manager2 is left without a quorum, and lab.up
+    # makes manager1 anew with an empty disk.
+    gone = subprocess.run(["docker", "rm", "-f", f"swarmlab-{NAME}-manager1"],
+                          capture_output=True, text=True)
+    assert gone.returncode == 0, gone.stderr
+    up = lab.invoke("lab.up")
+    assert up.code == 0, up.output
+    assert "manager1 created" in up.stdout
+    assert "manager2: the lab's swarm has no leader" in up.stdout
+    assert services(lab, "manager2") == ["keep-db", "keep-web"]
+    assert_lab_swarm(lab)
+
+
+def test_force_never_throws_away_a_swarm_holding_services_on_its_own(lab: LabHandle) -> None:
+    on(lab, "worker1", "docker swarm leave --force")
+    on(lab, "worker1", "docker swarm init --advertise-addr 10.201.100.13")
+    on(lab, "worker1", SERVICE.format("their-web"))
+    on(lab, "worker1", "docker network create -d overlay their-net")
+    on(lab, "worker1", "printf s3cr3t-value | docker secret create their-secret -")
+
+    plain = lab.invoke("lab.up")
+    assert plain.code != 0
+    assert "worker1: is in another swarm" in plain.stderr
+    assert "services their-web" in plain.stderr and "--force" in plain.stderr
+
+    forced = lab.invoke("lab.up", "--force")
+    assert forced.code != 0
+    lost = "services their-web; networks their-net; secrets their-secret"
+    assert lost in forced.stdout  # said before anything is done
+    assert lost in forced.stderr and "Pass --discard-services" in forced.stderr
+    assert len(forced.stderr.strip().splitlines()) == 1, forced.stderr
+    assert "s3cr3t-value" not in forced.output and "Traceback" not in forced.output
+    assert services(lab, "worker1") == ["their-web"]  # nothing was changed
+
+    alone = lab.invoke("lab.up", "--discard-services")
+    assert alone.code == 2 and "--discard-services goes with --force" in alone.stderr
+
+    both = lab.invoke("lab.up", "--force", "--discard-services")
+    assert both.code == 0, both.output
+    assert "worker1: left a swarm that is not the lab's" in both.stdout
+    assert services(lab) == ["keep-db", "keep-web"]
+    assert_lab_swarm(lab)
+
+
+def test_leave_goes_workers_then_managers_then_the_leader(
+    lab: LabHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Make manager1 the leader: the lab file lists it first, the order that hurt before.
+    on(lab, "manager1", "docker node demote manager2")
+    # A promote right after the demote can meet "update out of sequence"; then manager2 is a
+    # manager by its own account only once its new certificate has come.
+    on(lab, "manager1", "for i in $(seq 15); do docker node promote manager2 && break; sleep 2;"
+       " done")
+    on(lab, "manager2", "for i in $(seq 30); do docker node ls >/dev/null 2>&1 && break;"
+       " sleep 2; done; docker node ls >/dev/null")
+    leaders = on(lab, "manager1", "docker node ls --filter role=manager"
+                 " --format '{{.Hostname}} {{.ManagerStatus}}'").stdout
+    assert "manager1 Leader" in leaders, leaders
+
+    seen: list[tuple[str, str, float, float]] = []
+    real_run = Node.run
+
+    def recorded(node: Node, command: str, **kwargs: Any) -> Any:
+        start = time.monotonic()
+        try:
+            return real_run(node, command, **kwargs)
+        finally:
+            seen.append((node.name, command, start, time.monotonic()))
+
+    monkeypatch.setattr(Node, "run", recorded)
+    with in_process(lab) as opened:
+        done = swarm.leave(opened, None, log=lambda line: None)
+    assert done == {"manager1": "left", "manager2": "left", "worker1": "left"}
+    seen.sort(key=lambda row: row[2])
+    leaves = [(name, start) for name, command, start, _ in seen
+              if command.startswith("docker swarm leave")]
+    assert [name for name, _ in leaves] == ["worker1", "manager2", "manager1"]
+    # Every state was read before the first node left, while the swarm had its leader...
+    reads = [end for _, command, _, end in seen if command.startswith("docker info")]
+    assert reads and max(reads) <= leaves[0][1]
+    # ...and once a manager had left, nothing but the leader's own leave followed: no node
+    # was asked anything by, or about, a manager without a quorum.
+    after = [(name, command) for name, command, start, _ in seen if start > leaves[1][1]]
+    assert after == [("manager1", "docker swarm leave --force")]
+    # manager2 was demoted by the leader before it left, so the leader kept its quorum.
+    demoted = [(name, command) for name, command, _, _ in seen if "demote" in command]
+    assert [name for name, _ in demoted] == ["manager1"]
+    print("leave commands:", [(n, c[:30], round(e - s, 2)) for n, c, s, e in seen])
+    status = lab.status()
+    assert [n["swarm_state"] for n in status["nodes"]] == ["inactive"] * 3
+
