@@ -87,7 +87,10 @@ def test_a_shipped_scenario_passes(cli: CLI, name: str, tmp_path: Path) -> None:
         assert result.code == 0, result.output
         assert unavailable == []
     # The teacher's view: each command behind its node's prompt, and marks.
-    assert "$ docker service create --detach --name" in result.stdout
+    # What it creates carries its label (cleanup removes by that label alone).
+    mark = f"swarmlab.scenario={name}"
+    assert f"$ docker service create --label {mark} --container-label {mark} --detach --name" in (
+        result.stdout)
     assert "✔ exit status 0" in result.stdout
     # The grader's view agrees with the journal: nothing failed, unavailable ones skipped.
     suite = ET.parse(junit).getroot()
