@@ -87,6 +87,29 @@ def test_a_leaderless_manager_whose_peer_is_gone_is_recovered(lab: LabHandle) ->
     assert_lab_swarm(lab)
 
 
+def test_a_stopped_manager_that_comes_back_gets_an_election_not_a_new_cluster(
+    lab: LabHandle,
+) -> None:
+    stopped = subprocess.run(["docker", "kill", f"swarmlab-{NAME}-manager1"],
+                             capture_output=True, text=True)
+    assert stopped.returncode == 0, stopped.stderr
+    deadline = time.monotonic() + 90
+    while True:  # until manager2's Raft has noticed: it then has no leader
+        listed = subprocess.run(["docker", "exec", f"swarmlab-{NAME}-manager2", "docker", "node",
+                                 "ls"], capture_output=True, text=True)
+        if "does not have a leader" in listed.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert "does not have a leader" in listed.stderr, listed.stdout + listed.stderr
+    up = lab.invoke("lab.up")
+    assert up.code == 0, up.output
+    assert "manager1 started" in up.stdout
+    # Both managers are back with their Raft logs: forcing a new cluster would drop one.
+    assert "--force-new-cluster" not in up.stdout
+    assert services(lab) == ["keep-db", "keep-web"]
+    assert_lab_swarm(lab)
+
+
 def test_force_never_throws_away_a_swarm_holding_services_on_its_own(lab: LabHandle) -> None:
     on(lab, "worker1", "docker swarm leave --force")
     on(lab, "worker1", "docker swarm init --advertise-addr 10.201.100.13")
