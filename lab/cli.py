@@ -10,7 +10,7 @@ from invoke import Collection, Program
 
 from . import __version__
 from .config import LabConfig
-from .tasks import class_tasks, failure_tasks, lab_tasks, scenario_tasks, swarm_tasks
+from .tasks import class_tasks, failure_tasks, lab_tasks, scenario_tasks, swarm_tasks, web_tasks
 
 namespace = Collection()
 namespace.add_collection(lab_tasks.namespace)
@@ -18,6 +18,9 @@ namespace.add_collection(swarm_tasks.namespace)
 namespace.add_collection(scenario_tasks.namespace)
 namespace.add_collection(failure_tasks.namespace)
 namespace.add_collection(class_tasks.namespace)
+# The class in a browser: its tasks live apart from the collections they join.
+class_tasks.namespace.add_task(web_tasks.class_serve, name="serve")
+lab_tasks.namespace.add_task(web_tasks.lab_serve, name="serve")
 
 program = Program(namespace=namespace, config_class=LabConfig, name="swarmlab",
                   binary="swarmlab", version=__version__)

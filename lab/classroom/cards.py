@@ -11,6 +11,7 @@ import html
 from pathlib import Path
 
 from .. import hostkeys
+from ..web.links import student_urls
 from .plan import ClassPlan, StudentLab
 
 STYLE = """
@@ -29,6 +30,8 @@ th { background: #eee; }
 code { font-family: "DejaVu Sans Mono", monospace; font-size: 9.5pt; overflow-wrap: anywhere; }
 ol { padding-left: 6mm; } li { margin: 1.5mm 0; }
 .note { border-left: 3px solid #888; padding-left: 3mm; }
+.web { display: flex; gap: 6mm; align-items: center; }
+.web svg { width: 34mm; height: 34mm; flex: none; }
 .foot { margin-top: 8mm; font-size: 8.5pt; color: #555; }
 @media screen {
   body { background: #ddd; }
@@ -50,7 +53,24 @@ def _inline(text: str) -> str:
     return "".join(f"<code>{_e(p)}</code>" if i % 2 else _e(p) for i, p in enumerate(parts))
 
 
-def card(plan: ClassPlan, entry: StudentLab) -> str:
+def qr_svg(text: str) -> str:
+    """A QR code as inline SVG (no image library: qrcode draws the paths itself)."""
+    import qrcode
+    import qrcode.image.svg
+
+    image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage)
+    return image.to_string(encoding="unicode")
+
+
+def _in_a_browser(url: str) -> str:
+    if not url:
+        return ""
+    return (f'<h2>In a browser</h2><div class="web">{qr_svg(url)}<p>Open <code>{_e(url)}</code>'
+            " (or scan the code): a terminal on each of your machines and a live picture of"
+            " your swarm. The link is yours alone: do not share it.</p></div>")
+
+
+def card(plan: ClassPlan, entry: StudentLab, url: str = "") -> str:
     spec = entry.spec
     first = spec.first_manager
     rows = "".join(
@@ -71,6 +91,7 @@ lab <code>{_e(spec.name)}</code> · network <code>{_e(spec.subnet)}</code></p>
 <h2>Your machines</h2>
 <table><thead><tr><th>node</th><th>role</th><th>address</th></tr></thead>
 <tbody>{rows}</tbody></table>
+{_in_a_browser(url)}
 <h2>How to log in</h2>
 <p>On the class machine: <code>invoke -f {_e(entry.lab_file)} lab.ssh {_e(first.name)}</code>
 (any node name instead of {_e(first.name)}).</p>
@@ -85,7 +106,8 @@ nobody else's lab shares their names or addresses.</p>
 
 
 def render(plan: ClassPlan) -> str:
-    cards = "\n".join(card(plan, entry) for entry in plan.labs)
+    urls = student_urls(plan.directory)  # after a class.serve; none before
+    cards = "\n".join(card(plan, entry, urls.get(entry.id, "")) for entry in plan.labs)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{_e(plan.name)}: lab cards</title>

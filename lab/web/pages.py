@@ -1,0 +1,67 @@
+"""The two pages, as HTML the server fills in; their scripts are static files of the
+package (no inline script, so the Content-Security-Policy can forbid it)."""
+
+from __future__ import annotations
+
+import html
+
+from .jobs import RESET_TARGETS
+from .room import Room, Seat
+
+VENDOR = "/static/vendor"
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _head(title: str, *, xterm: bool) -> str:
+    vendor = (f'<link rel="stylesheet" href="{VENDOR}/xterm.css">'
+              f'<script src="{VENDOR}/xterm.js"></script>'
+              f'<script src="{VENDOR}/addon-fit.js"></script>') if xterm else ""
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="referrer" content="no-referrer">'
+            f"<title>{_e(title)}</title>{vendor}"
+            f'<link rel="stylesheet" href="/static/page.css"></head>')
+
+
+def student(seat: Seat) -> str:
+    panes = "".join(
+        f'<section class="pane" data-node="{_e(node.name)}">'
+        f'<header><b>{_e(node.name)}</b> <span class="role">{_e(node.role)}</span>'
+        f' <code>{_e(node.address)}</code> <span class="state">…</span></header>'
+        f'<div class="term"></div></section>'
+        for node in seat.spec.nodes)
+    return (_head(f"{seat.name}: swarm lab", xterm=True)
+            + f'<body class="student"><h1>{_e(seat.name)} <small>lab {_e(seat.spec.name)}'
+            "</small></h1>"
+            '<div class="layout"><div class="terminals">' + panes + "</div>"
+            '<aside><h2>Your swarm <small id="seen"></small></h2>'
+            '<div id="picture">waiting for the first look at your lab…</div></aside></div>'
+            '<script src="/static/student.js"></script></body></html>')
+
+
+def instructor(room: Room) -> str:
+    failures = "".join(f'<option value="{_e(f)}">{_e(f)}</option>' for f in room.failures)
+    targets = "".join(f'<option value="{_e(t)}">{_e(t)}</option>' for t in RESET_TARGETS)
+    rows = "".join(
+        f'<tr data-student="{_e(seat.id)}"><td><b>{_e(seat.id)}</b><br>{_e(seat.name)}</td>'
+        '<td class="nodes">…</td><td class="swarm">…</td><td class="services"></td>'
+        '<td class="terminals"></td><td class="grade"></td>'
+        '<td class="actions">'
+        f'<select class="failure">{failures}</select>'
+        '<button data-action="break">break</button><button data-action="fix">fix</button>'
+        '<button data-action="check">check</button>'
+        f'<select class="to">{targets}</select><button data-action="reset">reset</button>'
+        '</td><td class="job"></td></tr>'
+        for seat in room.seats)
+    return (_head(f"{room.title}: instructor", xterm=False)
+            + f'<body class="instructor"><h1>{_e(room.title)} <small>instructor</small></h1>'
+            '<p class="bar"><button id="check-all">check everyone</button>'
+            ' <a href="grade.json" download>grade (JSON)</a>'
+            ' <a href="grade.xml" download>grade (JUnit)</a> <span id="said"></span></p>'
+            '<table id="board"><thead><tr><th>student</th><th>nodes up</th><th>swarm</th>'
+            "<th>services</th><th>terminals</th><th>grade</th><th>actions</th>"
+            f"<th>last action</th></tr></thead><tbody>{rows}</tbody></table>"
+            '<script src="/static/instructor.js"></script></body></html>')

@@ -1,0 +1,49 @@
+"""What one server serves: the seats (a student and their lab) and where its links live.
+
+`class.serve` seats every student of the recorded class; `lab.serve` seats one lab, named
+after itself, so both pages work the same way for a class of one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..spec import LabSpec
+
+if TYPE_CHECKING:
+    from ..classroom.plan import ClassPlan
+
+
+@dataclass(frozen=True)
+class Seat:
+    id: str
+    name: str
+    spec: LabSpec
+
+
+@dataclass(frozen=True)
+class Room:
+    title: str
+    seats: tuple[Seat, ...]
+    folder: Path  # where the links file is kept (the class's or the lab's folder)
+    failures: tuple[str, ...] = ()
+
+    def seat(self, student: str) -> Seat | None:
+        return next((seat for seat in self.seats if seat.id == student), None)
+
+
+def class_room(plan: ClassPlan) -> Room:
+    """Every student of the class plan."""
+    from ..failures import FAILURES
+
+    seats = tuple(Seat(entry.id, entry.student.name, entry.spec) for entry in plan.labs)
+    return Room(f"class {plan.name}", seats, plan.directory, tuple(FAILURES))
+
+
+def lab_room(spec: LabSpec) -> Room:
+    from ..failures import FAILURES
+
+    return Room(f"lab {spec.name}", (Seat(spec.name, spec.name, spec),),
+                Path(spec.state_dir) / spec.name, tuple(FAILURES))

@@ -1,0 +1,390 @@
+"""The class in a browser: a real `class.serve`, real labs, real headless Chromium.
+
+One class of two students (t-h9-a, t-h9-b; three nodes each, subnets 10.201.200-201.0/24),
+one server and one browser for the module. The student's page is driven as a student would:
+keys typed into manager1's terminal, the answer read back from the terminal's own DOM, the
+swarm's picture read from the SVG the server pushed. The instructor's page breaks student
+a's lab with a click and the student's page must show it. Screenshots of both pages go to
+docs/screenshots/ (the README shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import INVOKE, ROOT, run_cli, write_lab
+
+pytestmark = [pytest.mark.web, pytest.mark.local]
+
+CLASS = "t-h9"
+STUDENTS = ("a", "b")
+LABS = [f"{CLASS}-{sid}" for sid in STUDENTS]
+SHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+# Without these Chromium tries the network (updates, sync, QUIC probes); the test bed has none.
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--window-size=1400,1000")
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float, every: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except Exception as exc:  # the page is still being drawn; look again
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout:g} s (last saw {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def labelled_containers(lab: str, node: str = "") -> list[str]:
+    filters = ["--filter", f"label=swarmlab.lab={lab}"]
+    if node:
+        filters += ["--filter", f"label=swarmlab.node={node}"]
+    return subprocess.run(["docker", "ps", "-aq", *filters], capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
+def remove_leftovers() -> None:
+    """What an interrupted earlier run left, by these labs' labels only."""
+    for lab in LABS:
+        for kind in ("container", "volume", "network"):
+            listed = subprocess.run(
+                ["docker", kind, "ls", *(["-a"] if kind == "container" else []), "-q",
+                 "--filter", f"label=swarmlab.lab={lab}"], capture_output=True, text=True)
+            if listed.stdout.split():
+                verb = ["rm", "-f"] if kind != "network" else ["rm"]
+                subprocess.run(["docker", kind, *verb, *listed.stdout.split()],
+                               capture_output=True)
+
+
+@dataclass
+class Served:
+    base: str
+    instructor: str  # the instructor's URL
+    secrets: dict[str, str]  # student id -> secret
+    lab_file: Path
+    output: list[str] = field(default_factory=list)  # everything the server printed
+
+    def student(self, sid: str, secret: str | None = None) -> str:
+        return f"{self.base}/s/{sid}/{secret or self.secrets[sid]}/"
+
+
+def http(url: str, data: bytes | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture(scope="module")
+def served(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    tmp = tmp_path_factory.mktemp("web")
+    lab_file = tmp / f"{CLASS}.yaml"
+    lab_file.write_text(yaml.safe_dump({
+        "name": CLASS, "subnet": "10.201.200.0/24", "state_dir": str(tmp / "state"),
+        "nodes": [{"name": "manager1", "role": "manager", "address": "10.201.200.11"},
+                  {"name": "manager2", "role": "manager", "address": "10.201.200.12"},
+                  {"name": "worker1", "role": "worker", "address": "10.201.200.13"}],
+        "classroom": {"address_pool": "10.201.200.0/23", "parallel": 2},
+    }))
+    roster = tmp / "roster.csv"
+    roster.write_text("id,name\na,Ada Lovelace\nb,Bo Diddley\n")
+    remove_leftovers()
+    server: subprocess.Popen[str] | None = None
+    try:
+        up = run_cli("-f", str(lab_file), "class.up", "--roster", str(roster), timeout=600)
+        assert up.code == 0, up.output
+        port = free_port()
+        server = subprocess.Popen(
+            [*INVOKE, "-f", str(lab_file), "class.serve", "--listen", f"127.0.0.1:{port}"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert server.stdout is not None
+        output: list[str] = []
+        for line in server.stdout:
+            output.append(line)
+            if line.startswith("Ctrl-C stops") or server.poll() is not None:
+                break
+        said = "".join(output)
+        found = re.search(r"^instructor: (\S+)$", said, re.MULTILINE)
+        assert found, said
+        threading.Thread(target=lambda: output.extend(server.stdout),  # type: ignore[arg-type]
+                         daemon=True).start()
+        links = json.loads((tmp / "state" / f"{CLASS}.class" / "web-secrets.json").read_text())
+        result = Served(f"http://127.0.0.1:{port}", found.group(1), links["students"],
+                        lab_file, output)
+        wait_until("the server answers", lambda: http(result.base + "/")[0] == 404, 30)
+        yield result
+    finally:
+        if server is not None:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        down = run_cli("-f", str(lab_file), "class.down", timeout=600)
+        remove_leftovers()
+        assert down.code == 0, down.output
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    for program in (CHROMIUM, CHROMEDRIVER):
+        if not Path(program).exists():
+            pytest.fail(f"{program} is missing: apt-get install --no-install-recommends"
+                        " chromium chromium-driver (scripts/host-setup does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="t-h9-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def terminal_text(driver: Any, node: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    pane = driver.find_element(By.CSS_SELECTOR, f'.pane[data-node="{node}"]')
+    return pane.find_element(By.CSS_SELECTOR, ".xterm-rows").text
+
+
+def type_in(driver: Any, node: str, keys: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    pane = driver.find_element(By.CSS_SELECTOR, f'.pane[data-node="{node}"]')
+    pane.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea").send_keys(keys)
+
+
+def pane_state(driver: Any, node: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    pane = driver.find_element(By.CSS_SELECTOR, f'.pane[data-node="{node}"]')
+    return f"{pane.get_attribute('data-state')} {pane.find_element(By.CSS_SELECTOR, '.state').text}"
+
+
+def picture_nodes(driver: Any) -> dict[str, str]:
+    from selenium.webdriver.common.by import By
+
+    return {g.get_attribute("data-node"): g.get_attribute("data-state")
+            for g in driver.find_elements(By.CSS_SELECTOR, "#picture g.node")}
+
+
+def picture_tasks(driver: Any) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [t.text for t in driver.find_elements(By.CSS_SELECTOR, "#picture text.task")]
+
+
+def test_a_secret_opens_its_own_students_page_only(served: Served, tmp_path: Path) -> None:
+    folder = served.lab_file.parent / "state" / f"{CLASS}.class"
+    secrets_file = folder / "web-secrets.json"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    tokens = [*served.secrets.values(), served.instructor.rstrip("/").rsplit("/", 1)[1]]
+    assert len(set(tokens)) == 3
+    assert all(len(token) >= 22 for token in tokens)  # 22 url-safe characters: 132 bits
+    code, page = http(served.student("a"))
+    assert code == 200 and "Ada Lovelace" in page
+    # Nothing on a student's page names another student.
+    assert "Bo Diddley" not in page and f"{CLASS}-b" not in page
+    a_secret = served.secrets["a"]
+    assert http(served.student("b", a_secret))[0] == 403
+    assert http(served.student("b", a_secret) + "events")[0] == 403
+    assert http(served.student("a", a_secret[:-1] + ("x" if a_secret[-1] != "x" else "y")))[0] \
+        == 403
+    assert http(f"{served.base}/i/{a_secret}/")[0] == 403
+    assert http(f"{served.base}/i/{a_secret}/board")[0] == 403
+    assert http(f"{served.base}/i/{a_secret}/act", b'{"student": "b", "action": "check"}')[0] \
+        == 403
+    code, board = http(served.instructor + "board")
+    assert code == 200 and {row["student"] for row in json.loads(board)["students"]} == {"a", "b"}
+    # A websocket to another student's node with this secret is refused before it opens.
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with pytest.raises(InvalidStatus) as refused:
+        connect(served.student("b", a_secret).replace("http", "ws", 1) + "term/manager1",
+                open_timeout=10)
+    assert refused.value.response.status_code == 403
+
+
+def test_the_students_page_terminal_and_picture(served: Served, browser: Any) -> None:
+    browser.get(served.student("a"))
+    wait_until("manager1's terminal opens", lambda: pane_state(browser, "manager1")
+               .startswith("up"), 30)
+    type_in(browser, "manager1", "docker node ls\n")
+    ready = wait_until(
+        "docker node ls lists three Ready nodes in the terminal",
+        lambda: sorted(set(re.findall(r"(manager1|manager2|worker1)\s+Ready",
+                                      terminal_text(browser, "manager1"))))
+        if len(set(re.findall(r"(manager1|manager2|worker1)\s+Ready",
+                              terminal_text(browser, "manager1")))) == 3 else None, 30)
+    assert ready == ["manager1", "manager2", "worker1"]
+    nodes = wait_until("the picture shows three nodes", lambda: picture_nodes(browser)
+                       if len(picture_nodes(browser)) == 3 else None, 30)
+    assert nodes["manager1"] == "Leader" and nodes["worker1"] == "Ready", nodes
+    type_in(browser, "manager1", "docker service create -d --no-resolve-image --name web"
+                                 " --replicas 2 swarmlab/whoami:latest\n")
+    tasks = wait_until("the picture shows the service's two tasks", lambda: sorted(
+        t for t in picture_tasks(browser) if t.startswith("▪ web.")) if len([
+            t for t in picture_tasks(browser) if t.startswith("▪ web.")]) == 2 else None, 60)
+    assert [t.split(".")[1] for t in tasks] == ["1", "2"]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "student.png"))
+
+
+def test_a_node_that_is_down_says_so_in_its_pane(served: Served, browser: Any) -> None:
+    stopped = labelled_containers(f"{CLASS}-b", "worker1")
+    assert len(stopped) == 1
+    subprocess.run(["docker", "stop", "-t", "1", *stopped], check=True, capture_output=True)
+    started = time.monotonic()
+    browser.get(served.student("b"))
+    state = wait_until("worker1's pane says down", lambda: pane_state(browser, "worker1")
+                       if pane_state(browser, "worker1").startswith("down") else None, 25)
+    assert time.monotonic() - started < 25, state
+    assert pane_state(browser, "manager1").startswith("up")
+    # The board counts it too, from the same looks (no SSH of its own).
+    board = wait_until("the board shows b with 2 of 3 nodes up", lambda: next(
+        row for row in json.loads(http(served.instructor + "board")[1])["students"]
+        if row["student"] == "b" and row["summary"].get("nodes_up") == 2), 20)
+    assert board["summary"]["nodes_total"] == 3
+
+
+def test_the_instructor_breaks_a_lab_and_the_student_sees_it(
+    served: Served, browser: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+
+    browser.get(served.student("a"))
+    student_tab = browser.current_window_handle
+    wait_until("a's picture", lambda: len(picture_nodes(browser)) == 3, 30)
+    browser.switch_to.new_window("tab")
+    browser.get(served.instructor)
+    row = wait_until("a's row", lambda: browser.find_element(
+        By.CSS_SELECTOR, 'tr[data-student="a"]'), 10)
+    Select(row.find_element(By.CSS_SELECTOR, "select.failure")).select_by_value(
+        "already-in-swarm")
+    row.find_element(By.CSS_SELECTOR, 'button[data-action="break"]').click()
+    wait_until("the break runs", lambda: row.get_attribute("data-job") == "running", 10)
+    wait_until("the break is done", lambda: row.get_attribute("data-job") in ("ok", "failed"),
+               240, every=1)
+    job = row.find_element(By.CSS_SELECTOR, "td.job").text
+    assert row.get_attribute("data-job") == "ok", job
+    done = time.monotonic()
+    browser.switch_to.window(student_tab)
+    changed = wait_until(
+        "the student's picture shows the broken swarm",
+        lambda: picture_nodes(browser) if picture_nodes(browser).get("manager2", "")
+        .startswith("not in the swarm") else None, 10, every=0.2)
+    seen_after = time.monotonic() - done
+    assert seen_after <= 10, (seen_after, changed)
+    text = browser.find_element(By.ID, "picture").text
+    assert "does not have a leader" in text or "no manager answers" in text, text
+    browser.switch_to.window(browser.window_handles[-1])
+    row = browser.find_element(By.CSS_SELECTOR, 'tr[data-student="a"]')
+    row.find_element(By.CSS_SELECTOR, 'button[data-action="check"]').click()
+    wait_until("the check is done", lambda: row.get_attribute("data-job") in ("ok", "failed")
+               and "check" in row.find_element(By.CSS_SELECTOR, "td.job").text, 120, every=1)
+    job = row.find_element(By.CSS_SELECTOR, "td.job").get_attribute("title")
+    grade_cell = wait_until("a's grade", lambda: row.find_element(
+        By.CSS_SELECTOR, "td.grade").text, 10)
+    assert row.get_attribute("data-job") == "ok", job
+    assert grade_cell.startswith("NOT healthy"), (grade_cell, job)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "instructor.png"))
+    code, body = http(served.instructor + "grade.json")
+    grade = {row["student"]: row for row in json.loads(body)["students"]}
+    assert code == 200 and grade["a"]["checked"] and not grade["a"]["healthy"]
+    assert grade["a"]["reasons"] and not grade["b"]["checked"], grade
+    code, body = http(served.instructor + "grade.xml")
+    suite = ElementTree.fromstring(body)
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "1", "1")
+    browser.close()
+    browser.switch_to.window(student_tab)
+
+
+def test_the_cards_carry_each_students_link_and_qr_code(served: Served, tmp_path: Path) -> None:
+    out = tmp_path / "cards.html"
+    result = run_cli("-f", str(served.lab_file), "class.cards", "--out", str(out), timeout=120)
+    assert result.code == 0, result.output
+    page = out.read_text()
+    for sid in STUDENTS:
+        card = page.split(f'id="student-{sid}"', 1)[1].split("</section>", 1)[0]
+        assert served.student(sid) in card
+        assert '<div class="web"><svg' in card
+        others = [served.secrets[other] for other in STUDENTS if other != sid]
+        assert not any(secret in card for secret in others)
+
+
+def test_no_secret_in_the_servers_output(served: Served) -> None:
+    """Runs last: by now every page and socket above went through the server."""
+    said = "".join(served.output)
+    for secret in served.secrets.values():
+        assert secret not in said
+    assert "GET /" not in said  # no access log: its paths carry secrets
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("--listen", "localhost"), "error: --listen 'localhost' is not ADDRESS:PORT"),
+    (("--tls-cert", "{tmp}/cert.pem", "--tls-key", "{tmp}/key.pem"),
+     "error: --tls-cert {tmp}/cert.pem with --tls-key {tmp}/key.pem does not load"),
+    (("--listen", "127.0.0.1:{busy}"), "error: cannot listen on 127.0.0.1:{busy}: Address"
+                                       " already in use"),
+])
+def test_serving_mistakes_are_one_line(tmp_path: Path, args: tuple[str, ...],
+                                       expected: str) -> None:
+    """No lab needs to be up for these: lab.serve checks before it serves."""
+    lab_file = write_lab(tmp_path, "t-h9-x", 219).file
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    (tmp_path / "key.pem").write_text("not a key\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        values = {"tmp": str(tmp_path), "busy": busy.getsockname()[1]}
+        result = run_cli("-f", str(lab_file), "lab.serve",
+                         *(arg.format(**values) for arg in args), timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert result.code != 0 and len(lines) == 1, result.output
+    assert lines[0].startswith(expected.format(**values)), lines
+    assert "Traceback" not in result.output
