@@ -35,9 +35,11 @@ class LabConfig(Config):
 def _check_yaml(path: Path) -> None:
     """A lab file must be a YAML mapping; say so in one line rather than a parser dump."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise SpecError(f"lab file {path}: {exc.strerror}; give an existing file with -f") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"lab file {path}: not UTF-8 text; save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -45,6 +47,11 @@ def _check_yaml(path: Path) -> None:
         raise SpecError(f"lab file {path}{where}: {problem}; fix the YAML") from None
     if data is not None and not isinstance(data, dict):
         raise SpecError(f"lab file {path}: must be a mapping of settings (name:, nodes:, ...)")
+    # invoke sorts the keys it holds and fails on a mix such as `1:` beside `name:`.
+    odd = [key for key in data or {} if not isinstance(key, str)]
+    if odd:
+        raise SpecError(f"lab file {path}: the key {odd[0]!r} is not a setting's name;"
+                        " settings are words (name:, nodes:, ...)")
 
 
 def project_dir(ctx: Context | None = None) -> Path:

@@ -9,11 +9,14 @@ cell means "as the lab file says". Every fault is one line naming the file and t
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import fields
 from ..errors import SpecError
+from ..spec import FIREWALL_POLICIES, OS_FAMILIES, SELINUX_POLICIES
 
 REQUIRED = ("id", "name")
 OVERRIDES = ("subnet", "os_family", "firewall", "selinux", "time_sync")
@@ -37,6 +40,18 @@ def _fault(path: Path, row: int, message: str) -> SpecError:
     return SpecError(f"roster {path} row {row}: {message}")
 
 
+def _override(where: str, column: str, value: str) -> str:
+    """The cell checked as the lab file's field it overrides, in the form the plan takes."""
+    field = f"{where}: {column}"
+    if column == "subnet":
+        return str(fields.ipv4_network(field, value, "10.100.7.0/24"))
+    if column == "time_sync":
+        return "true" if fields.yes_no(field, value) else "false"
+    allowed = {"os_family": OS_FAMILIES, "firewall": FIREWALL_POLICIES,
+               "selinux": SELINUX_POLICIES}[column]
+    return fields.choice(field, value.lower(), allowed)
+
+
 def read_roster(path: str | Path) -> list[Student]:
     path = Path(path)
     try:
@@ -45,7 +60,12 @@ def read_roster(path: str | Path) -> list[Student]:
         raise SpecError(f"roster {path}: {exc.strerror}; give a CSV file with --roster") from None
     except UnicodeDecodeError:
         raise SpecError(f"roster {path}: not UTF-8 text; save the CSV as UTF-8") from None
-    rows = list(csv.reader(text.splitlines()))
+    # As the csv module asks (newline=""): a quoted cell keeps its line break, to be refused
+    # below, rather than two lines glued into one name.
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise SpecError(f"roster {path}: not a CSV file ({exc}); save it as CSV") from None
     # Blank lines at the end are an editor's, not a student's.
     while rows and not any(cell.strip() for cell in rows[-1]):
         rows.pop()
@@ -88,12 +108,14 @@ def read_roster(path: str | Path) -> list[Student]:
         seen[student_id] = number
         if len(seen) > MAX_STUDENTS:
             raise _fault(path, number, f"more than {MAX_STUDENTS} students; split the class")
+        where = f"roster {path} row {number} ({student_id})"
         students.append(Student(
             id=student_id,
-            name=values["name"] or raw_id,
+            name=fields.line(f"{where}: name", values["name"]) or raw_id,
             row=number,
-            overrides={key: values[key] for key in OVERRIDES if values.get(key)},
-            note=values.get("note", ""),
+            overrides={key: _override(where, key, values[key])
+                       for key in OVERRIDES if values.get(key)},
+            note=fields.line(f"{where}: note", values.get("note", "")),
         ))
     if not students:
         raise SpecError(f"roster {path}: a header but no students; add one row a student")

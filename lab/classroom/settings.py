@@ -14,9 +14,10 @@ from typing import Any
 
 from invoke import Context
 
+from .. import fields
 from ..config import INVOKE_KEYS, _plain, load_config, project_dir
 from ..errors import SpecError
-from ..spec import NAME_RE, LabSpec, parse_spec
+from ..spec import LabSpec, parse_spec
 
 SECTION = "classroom"
 DEFAULT_POOL = "10.100.0.0/16"
@@ -53,64 +54,50 @@ def _where(key: str) -> str:
     return f"lab file: {SECTION}.{key}"
 
 
-def _int(raw: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(f"{_where(key)} is {value!r}; allowed: a whole number from {low} to {high}")
-    return value
+def _instructions(raw: Any) -> tuple[str, ...]:
+    steps = [raw] if isinstance(raw, str) else raw
+    if not isinstance(steps, list):
+        raise SpecError(f"{_where('instructions')} must be a list of steps (text) for the cards")
+    for index, step in enumerate(steps):
+        if not isinstance(step, str) or not step.strip():
+            raise SpecError(f"{_where('instructions')}[{index}] is {fields.shown(step)}; allowed:"
+                            " a step (text) for the cards")
+        fields.line(f"{_where('instructions')}[{index}]", step)
+        try:
+            step.format(**dict.fromkeys(PLACEHOLDERS, ""))
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            raise SpecError(
+                f"{_where('instructions')}[{index}] has a bad placeholder ({exc}); allowed: "
+                + ", ".join("{" + name + "}" for name in PLACEHOLDERS) + " (write {{ for a brace)"
+            ) from None
+    return tuple(steps)
 
 
 def parse_settings(raw: Any, base: LabSpec) -> ClassSettings:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise SpecError(f"lab file: {SECTION} must be a mapping of " + ", ".join(ALLOWED))
-    unknown = sorted(set(raw) - set(ALLOWED))
-    if unknown:
-        raise SpecError(f"{_where(unknown[0])} is unknown; allowed: " + ", ".join(ALLOWED))
-    name = raw.get("name", base.name)
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise SpecError(
-            f"{_where('name')} is {name!r}; allowed: 2-32 characters of a-z, 0-9 and '-',"
-            " starting with a letter (each lab is named CLASS-STUDENT)"
-        )
-    try:
-        pool = ipaddress.IPv4Network(str(raw.get("address_pool", DEFAULT_POOL)), strict=True)
-    except ValueError:
-        raise SpecError(
-            f"{_where('address_pool')} is {raw.get('address_pool')!r}; allowed: an IPv4 network"
-            " such as 10.100.0.0/16 (host bits zero)"
-        ) from None
+    section = fields.mapping(f"lab file: {SECTION}", {} if raw is None else raw, ALLOWED,
+                             what="a mapping of " + ", ".join(ALLOWED))
+    name = fields.name(_where("name"), section.get("name", base.name),
+                       "each lab is named CLASS-STUDENT")
+    pool = fields.ipv4_network(_where("address_pool"),
+                               section.get("address_pool", DEFAULT_POOL), "10.100.0.0/16")
     base_prefix = ipaddress.IPv4Network(base.subnet).prefixlen
-    prefix = _int(raw, "student_prefix", base_prefix, 16, 29)
+    prefix = fields.whole(_where("student_prefix"), section.get("student_prefix", base_prefix),
+                          16, 29)
     if prefix < pool.prefixlen:
         raise SpecError(
             f"{_where('student_prefix')} /{prefix} is larger than address_pool {pool};"
             " give a longer prefix or a wider pool"
         )
-    instructions = raw.get("instructions", list(DEFAULT_INSTRUCTIONS))
-    if isinstance(instructions, str):
-        instructions = [instructions]
-    if not isinstance(instructions, list) or not all(
-        isinstance(step, str) and step.strip() for step in instructions
-    ):
-        raise SpecError(f"{_where('instructions')} must be a list of steps (text) for the cards")
-    for index, step in enumerate(instructions):
-        try:
-            step.format(**dict.fromkeys(PLACEHOLDERS, ""))
-        except (KeyError, IndexError, ValueError) as exc:
-            raise SpecError(
-                f"{_where('instructions')}[{index}] has a bad placeholder ({exc}); allowed: "
-                + ", ".join("{" + name + "}" for name in PLACEHOLDERS) + " (write {{ for a brace)"
-            ) from None
     return ClassSettings(
         name=name,
         address_pool=str(pool),
         student_prefix=prefix,
-        parallel=_int(raw, "parallel", DEFAULT_PARALLEL, 1, 64),
-        memory_per_node_mib=_int(raw, "memory_per_node_mib", DEFAULT_MEMORY_PER_NODE_MIB, 16,
-                                 1024 * 1024),
-        instructions=tuple(instructions),
+        parallel=fields.whole(_where("parallel"), section.get("parallel", DEFAULT_PARALLEL),
+                              1, 64),
+        memory_per_node_mib=fields.whole(
+            _where("memory_per_node_mib"),
+            section.get("memory_per_node_mib", DEFAULT_MEMORY_PER_NODE_MIB), 16, 1024 * 1024),
+        instructions=_instructions(section.get("instructions", list(DEFAULT_INSTRUCTIONS))),
     )
 
 
