@@ -40,6 +40,7 @@ class NodeStatus:
     address: str
     power: str
     reachable: bool
+    running: bool = False  # the provider says the machine runs (power words differ by provider)
     os: str = ""
     docker: str = ""
     dockerd: str = ""  # `systemctl is-active docker.service`
@@ -70,6 +71,7 @@ def collect(lab: Lab, reach: str = "invoke lab.ssh") -> dict[str, Any]:
             role=spec_node.role,
             address=lab.provider.advertise_address(spec_node),
             power=machine.power if machine else "absent",
+            running=bool(machine and machine.running),
             reachable=False,
             ssh=f"{reach} {spec_node.name}",
         )
@@ -145,7 +147,7 @@ def _differences(row: NodeStatus, listed: bool) -> list[str]:
     the swarm's own list of nodes is known."""
     if row.power == "absent":
         return ["no machine (`invoke lab.up` creates it)"]
-    if not row.reachable and row.power != "running":
+    if not row.running:
         return [f"the machine is {row.power} (`invoke lab.up` starts it)"]
     if not row.reachable:
         return [f"cannot be reached: {row.error or 'no answer'}"]
@@ -173,8 +175,8 @@ def _skew(value: float | None) -> str:
 
 def reach_command(lab_file: str | None, provider: str | None) -> str:
     """`invoke lab.ssh` as the user must type it to reach this very lab."""
-    return " ".join(["invoke", *(["-f", shlex.quote(lab_file)] if lab_file else []),
-                     *(["--provider", shlex.quote(provider)] if provider else []), "lab.ssh"])
+    return " ".join(["invoke", *(["-f", shlex.quote(lab_file)] if lab_file else []), "lab.ssh",
+                     *(["--provider", shlex.quote(provider)] if provider else [])])
 
 
 def table(status: dict[str, Any]) -> str:

@@ -364,3 +364,13 @@ def test_a_port_probe_address_never_runs_as_a_command(tmp_path: Path) -> None:
     command = ports.probe_command(["127.0.0.1", f"$(touch {marker})"])
     subprocess.run(["bash", "-c", command], capture_output=True, timeout=30)
     assert not marker.exists()
+
+
+def test_a_leaderless_manager_that_no_longer_claims_control_is_not_told_to_promote() -> None:
+    nodes = healthy_nodes()
+    nodes["manager1"].swarm = {"LocalNodeState": "inactive", "ControlAvailable": False}
+    nodes["manager2"].swarm.update({"Cluster": {"ID": ""}, "ControlAvailable": False})
+    found = membership.check(survey(nodes, leader=False))
+    stuck = [f for f in found if f.node == "manager2"]
+    assert [f.severity for f in stuck] == [ERROR]
+    assert "without a leader" in stuck[0].saw("en") and "promote" not in stuck[0].fix("en")

@@ -83,7 +83,11 @@ def _node(survey: Survey, facts: NodeFacts, cluster: str, known_ids: set[str]) -
                  " docker'`); `journalctl -u docker` tells why it stopped",
                  f"在 {name} 上执行 `systemctl start docker`（`invoke lab.exec {name}"
                  " 'systemctl start docker'`）；`journalctl -u docker` 可查看停止原因"))]
-    if facts.leaderless_manager:
+    # The quorum finding below covers a leaderless manager that claims control in the lab's
+    # own (leaderless) cluster; one left outside it (another manager made a new swarm, as a
+    # `swarm init` does) or no longer claiming control is said here, node by node.
+    covered = facts.is_manager and facts.cluster_id == cluster
+    if facts.leaderless_manager and not covered:
         said = f"; Docker says: {facts.swarm_error}" if facts.swarm_error else ""
         return [Finding(
             NAME, name, ERROR,
@@ -176,11 +180,8 @@ def _quorum(survey: Survey, cluster: str) -> list[Finding]:
     Counted from the managers' own states (Raft members against managers still in the
     cluster), so it shows in the half minute before the last manager gives up leading too.
     """
-    # Without any cluster ID the managers are leaderless ones, each reported on its own
-    # with the command that recovers it.
     in_cluster = [f for f in survey.nodes.values()
-                  if f.reachable and f.is_manager and f.cluster_id == cluster
-                  and not f.leaderless_manager]
+                  if f.reachable and f.is_manager and f.cluster_id == cluster]
     if not in_cluster:
         return []
     raft = max(({m.get("Addr", "") for m in f.swarm.get("RemoteManagers") or []}
@@ -190,6 +191,7 @@ def _quorum(survey: Survey, cluster: str) -> list[Finding]:
     if survey.leader is not None and not lost:
         return []
     up = ", ".join(f.name for f in in_cluster)
+    survivor = in_cluster[0]  # the one the fix names; any survivor holds the Raft log
     said = next((f.swarm_error for f in in_cluster if f.swarm_error), survey.members_error)
     if survey.leader is None:
         saw = Text(f"the swarm has no leader: Raft has {len(raft)} manager(s), only {up} still"
@@ -210,14 +212,17 @@ def _quorum(survey: Survey, cluster: str) -> list[Finding]:
              "有管理节点未先降级就离开了（`docker swarm leave --force`，常见于遇到"
              ' "This node is already part of a swarm" 或法定人数警告之后），或管理节点宕机、'
              "彼此无法通过 2377/tcp 通信；只有两个管理节点时，失去一个就失去法定人数"),
-        Text("bring the lost manager back if it still has its state; otherwise on a surviving"
-             " manager `docker swarm init --force-new-cluster --advertise-addr ADDR`, then"
-             " `docker node rm` the lost manager's entry and join it again (`invoke swarm.join`)."
-             " Next time: `docker node demote`, `docker swarm leave`, `docker node rm`",
-             "若丢失的管理节点仍保留状态，让它恢复即可；否则在存活的管理节点上执行"
-             " `docker swarm init --force-new-cluster --advertise-addr ADDR`，再 `docker node rm`"
-             " 旧记录并重新加入（`invoke swarm.join`）。下次请按 `docker node demote`、"
-             "`docker swarm leave`、`docker node rm` 的顺序操作"),
+        Text("bring the lost manager back if it still has its state; otherwise on"
+             f" {survivor.name} `docker swarm init --force-new-cluster --advertise-addr"
+             f" {survivor.address}` (keeps the services), then `docker node rm` the lost"
+             " manager's entry and join it again (`invoke swarm.join`); `invoke lab.up` recovers"
+             " it the same way. Next time: `docker node demote`, `docker swarm leave`,"
+             " `docker node rm`",
+             "若丢失的管理节点仍保留状态，让它恢复即可；否则在"
+             f" {survivor.name} 上执行 `docker swarm init --force-new-cluster --advertise-addr"
+             f" {survivor.address}`（保留服务），再 `docker node rm` 旧记录并重新加入"
+             "（`invoke swarm.join`）；`invoke lab.up` 也会这样恢复。"
+             "下次请按 `docker node demote`、`docker swarm leave`、`docker node rm` 的顺序操作"),
     )]
 
 
