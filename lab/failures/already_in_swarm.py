@@ -9,6 +9,7 @@ a manager outside it, as a class would leave it.
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Any
 
@@ -127,7 +128,7 @@ class AlreadyInSwarm(Failure):
         leader = restore_quorum(lab, show, survivor)
         state = swarm.info(node)
         if state.state == "active" and state.control:
-            show.run(leader, f"docker node demote {node.name}")
+            show.run(leader, f"docker node demote {shlex.quote(node.name)}")
         if state.state != "inactive":
             show.say(f"{node.name} is a worker now: it leaves without a quorum warning.")
             show.run(node, "docker swarm leave", timeout=120)

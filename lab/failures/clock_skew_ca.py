@@ -25,6 +25,7 @@ with fresh tokens, and no node ever left the manager's swarm.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from ..remote import Node
 from ..spec import LabSpec, NodeSpec
 from .base import Explanation, Failure
 from .show import Show
-from .swarmops import JOINED, joined, token
+from .swarmops import JOINED, joined, listen_flags, token
 
 X509 = "certificate has expired or is not yet valid"
 ROTATION_REFUSED = "error loading cluster rootCA for update"
@@ -84,19 +85,18 @@ def _joins(spec: LabSpec, address: Address, expect: str, label: str) -> list[Ste
     for node in spec.nodes:
         if node == first:
             continue
-        own = address(node)
+        manager = shlex.quote(f"{address(first)}:2377")
         steps.append(Step(
             node.name,
-            f"docker swarm join --token {{token:{node.role}}} --advertise-addr {own}"
-            f" --listen-addr {own}:2377 {address(first)}:2377",
+            f"docker swarm join --token {{token:{node.role}}} {listen_flags(address(node))}"
+            f" {manager}",
             expect=expect, label=label))
     return steps
 
 
 def _init(spec: LabSpec, address: Address, say: str) -> Step:
-    own = address(spec.first_manager)
     return Step(spec.first_manager.name,
-                f"docker swarm init --advertise-addr {own} --listen-addr {own}:2377", say=say)
+                f"docker swarm init {listen_flags(address(spec.first_manager))}", say=say)
 
 
 def _clocks_right(spec: LabSpec) -> list[Step]:
@@ -268,7 +268,7 @@ def run_plan(lab: Lab, show: Show, steps: list[Step]) -> None:
             marker = f"{{token:{role}}}"
             if marker in command:
                 # Fetched at the step itself: a rotation or a re-init changes the tokens.
-                command = command.replace(marker, token(first, role))
+                command = command.replace(marker, shlex.quote(token(first, role)))
                 shown = shown.replace(marker, f"<{role}-token>")
         node = lab.node(step.node)
         result = show.run(node, command, shown=shown, timeout=300)

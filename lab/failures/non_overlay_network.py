@@ -64,7 +64,7 @@ class NonOverlayNetwork(Failure):
     ways = ("seed",)
 
     def _service_command(self, lab: Lab) -> str:
-        image = lab.spec.images["busybox"]
+        image = shlex.quote(lab.spec.images["busybox"])
         return (f"docker service create --detach --name {SERVICE} --network {NETWORK}"
                 f" --no-resolve-image {image} sleep 1d")
 

@@ -18,16 +18,23 @@ JOINED = "This node joined a swarm"
 
 
 def token(leader: Node, role: str) -> str:
-    return leader.run(f"docker swarm join-token -q {role}", timeout=60, check=True,
-                      reveal=True).stdout.strip()
+    return leader.run(f"docker swarm join-token -q {shlex.quote(role)}", timeout=60,
+                      check=True, reveal=True).stdout.strip()
+
+
+def listen_flags(address: str) -> str:
+    """`--advertise-addr A --listen-addr A:2377`, each value quoted for the shell.
+
+    shlex.quote leaves a plain address as it is, so the lesson shows what a teacher types."""
+    return (f"--advertise-addr {shlex.quote(address)}"
+            f" --listen-addr {shlex.quote(f'{address}:2377')}")
 
 
 def join(lab: Lab, show: Show, node: Node, target: Node, role: str, secret: str,
          timeout: int = 120) -> CommandResult:
     """`docker swarm join` on node towards target's 2377, advertising node's lab address."""
-    address = lab.provider.advertise_address(node.spec)
-    flags = f"--advertise-addr {address} --listen-addr {address}:2377"
-    where = f"{lab.provider.advertise_address(target.spec)}:2377"
+    flags = listen_flags(lab.provider.advertise_address(node.spec))
+    where = shlex.quote(f"{lab.provider.advertise_address(target.spec)}:2377")
     return show.run(node, f"docker swarm join --token {shlex.quote(secret)} {flags} {where}",
                     shown=f"docker swarm join --token <{role}-token> {flags} {where}",
                     timeout=timeout)
@@ -93,8 +100,8 @@ def restore_quorum(lab: Lab, show: Show, survivor: Node) -> Node:
         address = lab.provider.advertise_address(survivor.spec)
         show.say("Raft has lost its quorum: no safe step is left. Only a new cluster made from"
                  f" {survivor.name}'s own state brings the swarm back (services and nodes kept).")
-        show.run(survivor, f"docker swarm init --force-new-cluster --advertise-addr {address}"
-                           f" --listen-addr {address}:2377", timeout=120)
+        show.run(survivor, f"docker swarm init --force-new-cluster {listen_flags(address)}",
+                 timeout=120)
     return wait_for_leader(lab)
 
 
@@ -117,15 +124,17 @@ def drop_stale(lab: Lab, show: Show, leader: Node, *, force: bool) -> None:
     for member in swarm.members(leader):
         if member.hostname not in ids or member.id == ids[member.hostname]:
             continue
+        # The ID is Docker's output, read back: quoted like any value put in a command.
+        member_id = shlex.quote(member.id)
         if force:
-            show.run(leader, f"docker node rm --force {member.id}")
+            show.run(leader, f"docker node rm --force {member_id}")
             continue
         if member.manager_status:
-            show.run(leader, f"docker node demote {member.id}")
-        show.prompt(leader, f"docker node rm {member.id}")
+            show.run(leader, f"docker node demote {member_id}")
+        show.prompt(leader, f"docker node rm {member_id}")
         deadline = time.monotonic() + 60
         while True:
-            quiet = leader.run(f"docker node rm {member.id}", timeout=60)
+            quiet = leader.run(f"docker node rm {member_id}", timeout=60)
             if quiet.ok or "not down" not in quiet.output or time.monotonic() > deadline:
                 break
             time.sleep(2)  # the managers have not noticed the node left yet

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from ..errors import NodeError
 from ..remote import Node
 
+PACKAGE_MANAGERS = ("apt-get", "dnf", "yum")
 PROBE = r"""
 . /etc/os-release 2>/dev/null
 echo "os=${PRETTY_NAME:-unknown}"
@@ -32,10 +34,12 @@ class Facts:
 def gather(node: Node) -> Facts:
     result = node.run(PROBE, timeout=30, check=True, shown="probe os-release and package manager")
     values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    # The package manager goes back into commands: only a name the probe itself can print.
+    package_manager = values.get("pm", "")
     facts = Facts(
         os=values.get("os", "unknown"),
         os_id=values.get("id", "unknown"),
-        package_manager=values.get("pm", ""),
+        package_manager=package_manager if package_manager in PACKAGE_MANAGERS else "",
         systemd=values.get("init") == "systemd",
     )
     if not facts.package_manager:
@@ -45,12 +49,12 @@ def gather(node: Node) -> Facts:
 
 
 def install(node: Node, facts: Facts, packages: list[str], timeout: int) -> None:
-    names = " ".join(packages)
+    names = " ".join(shlex.quote(package) for package in packages)
     if facts.package_manager == "apt-get":
         command = (
             "export DEBIAN_FRONTEND=noninteractive; apt-get update -q >/dev/null &&"
             f" apt-get install -y -q --no-install-recommends {names}"
         )
     else:
-        command = f"{facts.package_manager} install -y -q {names}"
+        command = f"{shlex.quote(facts.package_manager)} install -y -q {names}"
     node.run(command, timeout=timeout, check=True, shown=f"install {names}")

@@ -64,7 +64,7 @@ def converge(node: Node, wanted: ImageBundle) -> Change:
         return Change("images", "ok", "none wanted")
     names = " ".join(shlex.quote(name) for name in wanted.ids)
     present = node.run(
-        f"for i in {names}; do docker image inspect --format '{{{{.Id}}}}' $i 2>/dev/null"
+        f"for i in {names}; do docker image inspect --format '{{{{.Id}}}}' \"$i\" 2>/dev/null"
         " || echo missing; done",
         timeout=60,
     ).stdout.split()
