@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import fields
 from ..errors import SpecError
 from ..spec import LabSpec
 
@@ -89,45 +90,34 @@ def _text(raw: dict[str, Any], key: str, *, required: bool, default: str | None 
             raise SpecError(f"{_where(key)} is missing; give {what}")
         return None
     if not isinstance(value, str) or not pattern.match(value):
-        raise SpecError(f"{_where(key)} is {value!r}; allowed: {what}")
+        raise fields.fault(_where(key), value, what)
     return value
 
 
 def _bool(raw: dict[str, Any], key: str, default: bool) -> bool:
-    value = raw.get(key, default)
-    if not isinstance(value, bool):
-        raise SpecError(f"{_where(key)} is {value!r}; allowed: true, false")
-    return value
+    return fields.flag(_where(key), raw.get(key, default))
 
 
 def _int(raw: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(f"{_where(key)} is {value!r}; allowed: a whole number from {low} to {high}")
-    return value
+    return fields.whole(_where(key), raw.get(key, default), low, high)
 
 
 def _address(key: str, value: Any) -> str:
-    try:
-        return str(ipaddress.IPv4Address(str(value)))
-    except ValueError:
-        raise SpecError(f"{_where(key)} is {value!r}; allowed: an IPv4 address") from None
+    return str(fields.ipv4_address(_where(key), value))
 
 
 def _netmask(key: str, value: Any) -> str:
     try:
         return str(ipaddress.IPv4Network(f"0.0.0.0/{value}").netmask)
     except ValueError:
-        raise SpecError(
-            f"{_where(key)} is {value!r}; allowed: a netmask such as 255.255.255.0"
-        ) from None
+        raise fields.fault(_where(key), value, "a netmask such as 255.255.255.0") from None
 
 
 def _dns(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise SpecError(f"{_where(key)} is {value!r}; allowed: a list of IPv4 addresses")
+        raise fields.fault(_where(key), value, "a list of IPv4 addresses")
     return tuple(_address(f"{key}[{index}]", item) for index, item in enumerate(value))
 
 
@@ -138,7 +128,7 @@ def _vcenter(raw: dict[str, Any]) -> tuple[str, int]:
         raise SpecError(f"{_where('vcenter')} is missing; give {what}")
     host, _, port = str(value).partition(":")
     if not HOST_RE.match(host) or (port and not port.isdigit()):
-        raise SpecError(f"{_where('vcenter')} is {value!r}; allowed: {what}")
+        raise fields.fault(_where("vcenter"), value, what)
     number = int(port) if port else 443
     if not 1 <= number <= 65535:
         raise SpecError(f"{_where('vcenter')} port {number} is out of range 1-65535")
@@ -162,9 +152,8 @@ def _networks(raw: dict[str, Any], spec: LabSpec) -> dict[str, NodeNetwork]:
     gateway = raw.get("gateway", str(next(subnet.hosts())))
     base_gateway = _address("gateway", gateway) if gateway is not None else None
     base_dns = _dns("dns", raw.get("dns", []))
-    per_node = raw.get("nodes", {}) or {}
-    if not isinstance(per_node, dict):
-        raise SpecError(f"{_where('nodes')} must map node names to {{netmask, gateway, dns}}")
+    per_node = fields.mapping(_where("nodes"), raw.get("nodes", {}) or {},
+                              what="a mapping of node names to {netmask, gateway, dns}")
     names = {node.name for node in spec.nodes}
     for name, entry in per_node.items():
         if name not in names:
@@ -173,9 +162,8 @@ def _networks(raw: dict[str, Any], spec: LabSpec) -> dict[str, NodeNetwork]:
                 + ", ".join(sorted(names))
             )
         if not isinstance(entry, dict) or set(entry) - set(NODE_FIELDS):
-            raise SpecError(
-                f"{_where('nodes')}.{name} is {entry!r}; allowed fields: " + ", ".join(NODE_FIELDS)
-            )
+            raise fields.fault(f"{_where('nodes')}.{name}", entry,
+                               "a mapping of " + ", ".join(NODE_FIELDS))
     networks: dict[str, NodeNetwork] = {}
     for node in spec.nodes:
         entry = per_node.get(node.name, {})
@@ -193,15 +181,13 @@ def _networks(raw: dict[str, Any], spec: LabSpec) -> dict[str, NodeNetwork]:
 
 def parse_settings(spec: LabSpec) -> VSphereSettings:
     """Validate spec.provider_settings (the `vmware` section); raise SpecError naming the field."""
-    raw = dict(spec.provider_settings)
+    raw = fields.mapping("lab file: vmware", spec.provider_settings)
     if "password" in raw:
         raise SpecError(
             "lab file: vmware.password is not allowed: never put the password in the lab file;"
             f" set {raw.get('password_env', DEFAULT_PASSWORD_ENV)} or answer the prompt"
         )
-    unknown = sorted(set(raw) - set(ALLOWED))
-    if unknown:
-        raise SpecError(f"{_where(unknown[0])} is unknown; allowed: " + ", ".join(ALLOWED))
+    fields.mapping("lab file: vmware", raw, ALLOWED)
     host, port = _vcenter(raw)
     cluster = _text(raw, "cluster", required=False, what="a cluster name")
     resource_pool = _text(raw, "resource_pool", required=False, what="a resource pool name")
@@ -210,13 +196,15 @@ def parse_settings(spec: LabSpec) -> VSphereSettings:
             "lab file: vmware needs cluster, resource_pool or both (where the VMs run; with"
             " both, the pool is looked up inside the cluster)"
         )
-    ca_file = _text(raw, "ca_file", required=False, pattern=re.compile(r"^.+$"),
-                    what="the path of a PEM file of the CA that signed vCenter's certificate")
+    ca_file = raw.get("ca_file")
+    if ca_file is not None:
+        fields.path(_where("ca_file"), ca_file)
     if ca_file is not None and not Path(ca_file).is_file():
         raise SpecError(f"{_where('ca_file')} {ca_file!r} is not a readable file")
     simulator = _bool(raw, "simulator", False)
-    image = _text(raw, "simulator_container_image", required=False,
-                  pattern=re.compile(r"^[a-z0-9][a-z0-9._/:-]*$"), what="a local Docker image")
+    image = raw.get("simulator_container_image")
+    if image is not None:
+        fields.image(_where("simulator_container_image"), image)
     if image is not None and not simulator:
         raise SpecError(
             "lab file: vmware.simulator_container_image needs vmware.simulator: true"
