@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from lab.scenario import journal, ownership
+from lab.scenario.model import Where
+from lab.scenario.results import IN_THE_WAY, RunRecord
 from tests.conftest import LabHandle, lab_fixture
 
-pytestmark = [pytest.mark.scenario, pytest.mark.local]
+pytestmark = pytest.mark.scenario
+LOCAL = pytest.mark.local  # the tests on the lab; the others read listings and records
 
 BUSYBOX = "swarmlab/busybox:latest"
 WHOAMI = "swarmlab/whoami:latest"
@@ -61,6 +65,7 @@ def empty(lab: LabHandle) -> Iterator[LabHandle]:
                " --filter scope=swarm | wc -l) -le 1 ] && break; sleep 1; done")
 
 
+@LOCAL
 def test_a_students_services_of_the_same_names_stop_the_run_and_survive(
     empty: LabHandle,
 ) -> None:
@@ -81,6 +86,7 @@ def test_a_students_services_of_the_same_names_stop_the_run_and_survive(
     assert services(empty) == before  # the same services, untouched
 
 
+@LOCAL
 def test_a_port_held_by_a_students_service_is_named(empty: LabHandle) -> None:
     before = students(
         empty,
@@ -100,6 +106,7 @@ def test_a_port_held_by_a_students_service_is_named(empty: LabHandle) -> None:
     assert ports.strip() == "1000"
 
 
+@LOCAL
 def test_clean_frees_the_names_says_so_and_keeps_everything_else(
     empty: LabHandle, tmp_path: Path
 ) -> None:
@@ -108,13 +115,14 @@ def test_clean_frees_the_names_says_so_and_keeps_everything_else(
         f"docker service create --detach --name whoami --no-resolve-image {WHOAMI}",
         f"docker service create --detach --name client --no-resolve-image {BUSYBOX} sleep 3600",
         f"docker service create --detach --name notes --no-resolve-image {BUSYBOX} sleep 3600",
+        "docker network create --driver overlay whoami-net",
     )
     journal = tmp_path / "run.json"
     result = empty.invoke("scenario.run", "whoami-dns", "--clean", "--json", str(journal),
                           timeout=600)
     assert result.code in (0, 3), result.output  # 3: no IPVS in this kernel
-    assert "... --clean: removing what is in the way: service whoami, service client" in (
-        result.stdout)
+    assert ("... --clean: removing what is in the way: service whoami, service client,"
+            " network whoami-net") in result.stdout
     assert "manager1$ docker service rm whoami client\nwhoami\nclient\n" in result.stdout
     # What it made carried its label, and that label is all its cleanup removed by.
     assert ("$ docker service create --label swarmlab.scenario=whoami-dns --container-label"
@@ -141,6 +149,7 @@ LESSON = """\
     """
 
 
+@LOCAL
 def test_a_run_removes_only_what_carries_its_label(empty: LabHandle, tmp_path: Path) -> None:
     lesson = tmp_path / "t-own-lesson.yaml"
     lesson.write_text(textwrap.dedent(LESSON))
@@ -157,3 +166,54 @@ def test_a_run_removes_only_what_carries_its_label(empty: LabHandle, tmp_path: P
     assert "[cleanup 2/2] Remove the networks this scenario made" in result.stdout
     assert services(empty) == {"notes": before["notes"]}
     assert "t-own-net" not in networks(empty)
+
+
+# `docker KIND inspect` lines as probe_command asks for them: name, label, published ports.
+LISTING = (
+    "#service\n"
+    "whoami\trouting-mesh\t1000:8000/tcp \n"  # left by another scenario
+    "client\twhoami-dns\t\n"  # its own leftover: the quiet removal takes it
+    "dns\t\t1000:53/udp 1001:53/tcp \n"  # a student's, on the scenario's port
+    "#network\n"
+    "whoami-net\t\t\n"
+)
+
+
+@pytest.mark.unit
+def test_what_is_in_the_way_is_named_with_who_made_it() -> None:
+    creates = ownership.creations([
+        "docker network create --driver overlay whoami-net",
+        "docker service create --name whoami --publish 1000:8000 img",
+        "docker service create --name client img sh -c 'x -p 9:9'",
+    ])
+    assert creates.names == {"network": ["whoami-net"], "service": ["whoami", "client"]}
+    assert creates.ports == [1000]  # a -p inside the task's own command is not the service's
+    found = ownership.in_the_way(LISTING, creates, "whoami-dns")
+    assert [way.what for way in found] == [
+        "service whoami, made by scenario routing-mesh",
+        "network whoami-net",
+        "port 1000 (published by service dns)",
+    ]
+    assert ownership.refusal(found, "manager2") == (
+        "service whoami, made by scenario routing-mesh, network whoami-net, port 1000"
+        " (published by service dns): in the way, not made by this scenario; free them with"
+        " `docker service rm whoami && docker network rm whoami-net && docker service update"
+        " --detach --publish-rm published=1000,target=53,protocol=udp dns` on manager2, or"
+        " rerun with --clean to let the scenario do it"
+    )
+    # --clean: services and ports first, then the network once no task holds it.
+    first, then = ownership.clearing(found, Where("lesson.yaml", 0))
+    assert first.run.startswith("docker service rm whoami && docker service update")
+    assert then.run == (
+        "docker network inspect whoami-net --format '{{.Name}}' 2>/dev/null | xargs -r docker"
+        " network rm; docker network inspect whoami-net --format 'left: {{.Name}}' 2>/dev/null")
+    assert then.wait is not None and then.wait.kind == "success"
+
+
+@pytest.mark.unit
+def test_a_refused_run_is_a_failure_for_a_grader(tmp_path: Path) -> None:
+    run = RunRecord("whoami-dns", "DNS", "scenarios/whoami-dns.yaml", "lab", "local", 0.0)
+    run.outcome, run.exit_code, run.message = IN_THE_WAY, 4, "service whoami: in the way"
+    journal.write_junit(run, str(tmp_path / "run.xml"))
+    text = (tmp_path / "run.xml").read_text()
+    assert 'failures="1"' in text and 'message="service whoami: in the way"' in text

@@ -189,8 +189,9 @@ def test_names_read_from_commands_are_quoted_where_they_are_freed(name: str, tex
         return
     if set(name) <= set("();<>|&\n"):
         return  # read as shell operators, quoted or not; no Docker name can be one
-    # A word starting with "-" is an option to `docker network create` as to us.
-    networks = {} if name.startswith("-") else {"network": [name]}
+    # A word starting with "-" (but "-" itself) is an option to `docker network create`, to
+    # Docker as to us.
+    networks = {} if name.startswith("-") and name != "-" else {"network": [name]}
     assert created.names == {"service": [name], **networks}
 
     def lines(held: str) -> list[str]:

@@ -175,7 +175,7 @@ class InTheWay:
     kind: str  # service, network, secret, config, or port
     name: str  # the object's name; for a port, the service that publishes it
     what: str  # as the teacher reads it: "service whoami", "port 1000 (service web)"
-    free: str  # the command that frees it; for a port it keeps the service
+    free: str = ""  # a port's: the command that frees it and keeps the service
 
 
 def probe_command(creates: Creates) -> str:
@@ -208,8 +208,7 @@ def in_the_way(listing: str, creates: Creates, scenario: str) -> list[InTheWay]:
             owner = held.get(kind, {}).get(name, (scenario, []))[0]
             if owner != scenario:
                 made = f", made by scenario {owner}" if owner else ""
-                free = f"docker {kind} rm {shlex.quote(name)}"
-                found.append(InTheWay(kind, name, f"{kind} {name}{made}", free))
+                found.append(InTheWay(kind, name, f"{kind} {name}{made}"))
     removed = {way.name for way in found if way.kind == "service"}
     for service, (owner, ports) in held.get("service", {}).items():
         if owner == scenario or service in removed:
@@ -296,12 +295,13 @@ def clearing(found: list[InTheWay], where: Where) -> tuple[Step, ...]:
         steps.append(_step("Free the service names and ports in the way", where,
                            freeing(first), say, settle=False))
     if rest:
-        left = "; ".join(
-            f"docker {way.kind} inspect --format"
-            f" 'left: {{{{{'.Name' if way.kind == 'network' else '.Spec.Name'}}}}}'"
-            f" {shlex.quote(way.name)} 2>/dev/null"
-            for way in rest
-        )
+        # As inspect finds it, so that a rerun after the removal has nothing to fail on.
+        def remove(way: InTheWay) -> str:
+            field = ".Name" if way.kind == "network" else ".Spec.Name"
+            inspect = f"docker {way.kind} inspect {shlex.quote(way.name)} --format"
+            return (f"{inspect} '{{{{{field}}}}}' 2>/dev/null | xargs -r docker {way.kind} rm;"
+                    f" {inspect} 'left: {{{{{field}}}}}' 2>/dev/null")
+
         steps.append(_step("Free the other names in the way", where,
-                           f"{freeing(rest)}; {left}", say, settle=True))
+                           "; ".join(map(remove, rest)), say, settle=True))
     return tuple(steps)
