@@ -26,7 +26,7 @@ from typing import Any
 import docker
 from docker.errors import APIError, NotFound
 
-from .. import hostkeys, libvirt
+from .. import fields, hostkeys, libvirt
 from ..box import BOX_NAME, box_version, recipe_digest
 from ..errors import LabError, NodeError, SpecError
 from ..spec import LabSpec, NodeSpec
@@ -86,48 +86,33 @@ class VagrantSettings:
 
 
 def parse_settings(spec: LabSpec) -> VagrantSettings:
-    raw = dict(spec.provider_settings)
     allowed = VagrantSettings.__dataclass_fields__
-    unknown = set(raw) - set(allowed)
-    if unknown:
-        raise SpecError(
-            f"lab file: vagrant.{sorted(unknown)[0]} is unknown; allowed: "
-            + ", ".join(sorted(allowed))
-        )
-    provider = raw.get("provider", VagrantSettings.provider)
-    if provider not in VAGRANT_PROVIDERS:
-        raise SpecError(
-            f"lab file: vagrant.provider is {provider!r}; allowed: {', '.join(VAGRANT_PROVIDERS)}"
-        )
+    raw = fields.mapping("lab file: vagrant", spec.provider_settings, sorted(allowed))
+    fields.choice("lab file: vagrant.provider", raw.get("provider", VagrantSettings.provider),
+                  VAGRANT_PROVIDERS)
     for key, low, high in (("cpus", 1, 64), ("memory", 256, 262144), ("boot_timeout", 5, 3600)):
-        value = raw.get(key, getattr(VagrantSettings, key))
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise SpecError(
-                f"lab file: vagrant.{key} is {value!r}; allowed: a whole number from {low}"
-                f" to {high}"
-            )
+        fields.whole(f"lab file: vagrant.{key}", raw.get(key, getattr(VagrantSettings, key)),
+                     low, high)
     for key in ("box", "box_version", "image", "storage_pool", "networks_conf",
                 "management_subnet"):
+        # A YAML `box_version: 1.2` is a number; Vagrant wants the text.
         if key in raw and not isinstance(raw[key], str | int | float):
-            raise SpecError(f"lab file: vagrant.{key} is {raw[key]!r}; allowed: a string")
+            raise fields.fault(f"lab file: vagrant.{key}", raw[key], "a string")
         if key in raw:
             raw[key] = str(raw[key])
-    driver = raw.get("libvirt_driver", VagrantSettings.libvirt_driver)
-    if driver not in LIBVIRT_DRIVERS:
-        raise SpecError(f"lab file: vagrant.libvirt_driver is {driver!r}; allowed: "
-                        + ", ".join(LIBVIRT_DRIVERS))
-    if provider == "libvirt":
+    fields.choice("lab file: vagrant.libvirt_driver",
+                  raw.get("libvirt_driver", VagrantSettings.libvirt_driver), LIBVIRT_DRIVERS)
+    if raw.get("provider") == "libvirt":
         # Vagrant Cloud is out of reach here: the default box is the one `make box` builds.
         raw.setdefault("box", BOX_NAME)
         raw.setdefault("boot_timeout", LIBVIRT_BOOT_TIMEOUT)
     if raw.get("management_subnet"):
-        try:
-            ipaddress.IPv4Network(raw["management_subnet"])
-        except ValueError:
-            raise SpecError(
-                f"lab file: vagrant.management_subnet is {raw['management_subnet']!r}; allowed:"
-                " an IPv4 network such as 10.79.1.0/24"
-            ) from None
+        fields.ipv4_network("lab file: vagrant.management_subnet", raw["management_subnet"],
+                            "10.79.1.0/24")
+    if "image" in raw:
+        fields.image("lab file: vagrant.image", raw["image"])
+    if "networks_conf" in raw:
+        fields.path("lab file: vagrant.networks_conf", raw["networks_conf"])
     if not raw.get("box", "x"):
         raise SpecError("lab file: vagrant.box is empty; allowed: a box name such as"
                         " debian/bookworm64")
