@@ -11,6 +11,7 @@ from invoke import Collection, Program
 from . import __version__
 from .config import LabConfig
 from .tasks import class_tasks, failure_tasks, lab_tasks, scenario_tasks, swarm_tasks, web_tasks
+from .tasks.common import BUG_EXIT, debugging, unexpected
 
 namespace = Collection()
 namespace.add_collection(lab_tasks.namespace)
@@ -55,6 +56,11 @@ def _lab_file_errors(
             sys.stderr.flush()
             os._exit(2)
         frame = frame.tb_next
+    if issubclass(kind, Exception) and not debugging():
+        # invoke fails on some lab files before any task (and its user_errors) runs.
+        sys.stderr.write(unexpected(error) + "\n")
+        sys.stderr.flush()
+        os._exit(BUG_EXIT)
     sys.__excepthook__(kind, error, tb)
 
 

@@ -181,3 +181,17 @@ def test_a_fault_without_words_is_one_line_with_the_debug_hint(
     monkeypatch.setenv(DEBUG_ENV, "1")
     with pytest.raises(KeyError):
         lookup()
+
+
+def test_a_lab_file_invoke_itself_chokes_on_is_one_line(tmp_path: Path) -> None:
+    """invoke reads `-f FILE` before any task runs and fails on a numeric key with a
+    TypeError traceback: the program's last word is now one line with the debug hint."""
+    lab = tmp_path / "numbered.yaml"
+    lab.write_text("name: t-h4-numbered\n1: one\n")
+    result = run_cli("-f", str(lab), "lab.status", timeout=60)
+    assert result.code == 70, result.output
+    assert "Traceback" not in result.output
+    assert result.stderr.strip().startswith("error: unexpected TypeError:")
+    assert result.stderr.strip().endswith("(rerun with SWARMLAB_DEBUG=1 for the traceback,"
+                                          " and report it if the lab file is right)")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -33,6 +33,13 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def unexpected(exc: BaseException) -> str:
+    """The one line for a fault swarmlab has no words for, and how to see its traceback."""
+    said = one_line(str(exc)) or "no message"
+    return (f"error: unexpected {type(exc).__name__}: {said} (rerun with {DEBUG_ENV}=1 for the"
+            " traceback, and report it if the lab file is right)")
+
+
 def user_errors(body: F) -> F:
     """Every fault ends as one line on stderr and a non-zero exit, never a traceback.
 
@@ -58,12 +65,7 @@ def user_errors(body: F) -> F:
         except Exception as exc:
             if debugging():
                 raise
-            said = one_line(str(exc)) or "no message"
-            raise Exit(
-                f"error: unexpected {type(exc).__name__}: {said} (rerun with {DEBUG_ENV}=1 for"
-                " the traceback, and report it if the lab file is right)",
-                code=BUG_EXIT,
-            ) from None
+            raise Exit(unexpected(exc), code=BUG_EXIT) from None
 
     return wrapper  # type: ignore[return-value]
 
