@@ -141,8 +141,8 @@ def test_lab_up_killed_at_every_step_boundary_is_finished_by_a_rerun(lab: LabHan
     # Mid-join: manager1 and manager2 form the swarm, worker1's join is under way.
     hold(name["worker1"], "swarm join")
     killed_when(["-f", str(lab.file), "lab.up"], lambda: held(name["worker1"]))
-    assert [line.split()[0] for line in swarm_nodes(name["manager1"])] == [
-        "manager1", "manager2"]
+    members = [line.split()[0] for line in swarm_nodes(name["manager1"])]
+    assert "manager1" in members and "worker1" not in members, members
     release(name["worker1"])
 
     finished = lab.invoke("lab.up", timeout=600)
