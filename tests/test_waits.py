@@ -47,8 +47,9 @@ def test_gives_up_at_the_bound_with_what_and_last_seen() -> None:
                    done=lambda v: v == "state ready", hint="check port 2377")
     assert str(raised.value) == ("still waiting for the join after 0.3 s; last seen: state"
                                  " pending; check port 2377")
-    # Probed at the bound itself, never well past it.
-    assert 0.3 <= probe.calls[-1] < 0.4
+    # Probed at the bound itself (not one interval before it), and not long after it: the
+    # margin is for a loaded 2-core machine's scheduling.
+    assert 0.3 <= probe.calls[-1] < 1.3
 
 
 @pytest.mark.unit
@@ -56,7 +57,7 @@ def test_last_probe_is_at_the_bound_even_with_a_long_interval() -> None:
     probe = Counter(0, 0, 1)
     start = time.monotonic()
     assert wait_until(probe, timeout=0.2, interval=30, what="x", error=None) == 0
-    assert len(probe.calls) == 2 and time.monotonic() - start < 1
+    assert len(probe.calls) == 2 and time.monotonic() - start < 5  # not the 30 s interval
 
 
 @pytest.mark.unit
