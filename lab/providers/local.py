@@ -50,8 +50,9 @@ NODE_SECURITY_OPTS = ["seccomp=unconfined", "apparmor=unconfined"]
 # console, ptmx, tun, pts) is what a nested dockerd's containers need. That list also grants
 # every container `mknod` of any device, and a nested container's cgroup needs that grant
 # from its parent (runc fails with "failed to write b *:* m" without it), so a node can make
-# a block device node but never open one. `a *:* rwm` let a node read and write the host's
-# disks.
+# a block device node but never open one. Dropping MKNOD instead fails every nested container
+# ("unable to apply caps": Docker gives them MKNOD). `a *:* rwm` let a node read and write
+# the host's disks.
 # Docker's default masked paths, as set on every plain container.
 NODE_MASKED_PATHS = [
     "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
