@@ -6,10 +6,11 @@ brought up through all of them, then once more to the end):
   hook SWARMLAB_TEST_KILL_AT, see lab/providers/local.py): manager1, manager2, worker1;
 - mid-prepare: manager2's `docker load` of the lab's images is held by a shim put in the
   node by this test, and lab.up is killed by its PID while it waits there;
-- mid-join: manager1 and manager2 are in the swarm, worker1's `docker swarm join` is held.
+- mid-join: the swarm is made on manager1, worker1's `docker swarm join` is held.
 The rerun must give a healthy lab (every node Ready, right roles) with no duplicate
 container, volume, network or swarm entry, and lab.down must leave nothing behind.
-The same for class.up with three students, killed while their labs are being made.
+The same for class.up with three students, killed while their labs are being made; and a
+lab.down that Docker refuses says so in one line, then a rerun finishes it.
 """
 
 from __future__ import annotations
