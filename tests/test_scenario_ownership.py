@@ -87,23 +87,32 @@ def test_a_students_services_of_the_same_names_stop_the_run_and_survive(
 
 
 @LOCAL
-def test_a_port_held_by_a_students_service_is_named(empty: LabHandle) -> None:
+def test_ports_held_by_a_students_service_and_container_are_named(empty: LabHandle) -> None:
     before = students(
         empty,
         f"docker service create --detach --name web --publish 1000:8000 --no-resolve-image"
         f" {WHOAMI}",
     )
-    result = empty.invoke("scenario.run", "routing-mesh", timeout=300)
-    assert result.code == 4, result.output
-    assert result.stdout.rstrip().splitlines()[-1] == (
-        "port 1000 (published by service web): in the way, not made by this scenario; free it"
-        " with `docker service update --detach --publish-rm published=1000,target=8000 web` on"
-        " manager1, or rerun with --clean to let the scenario do it"
-    )
-    assert services(empty) == before
-    ports = on_manager(empty, "docker service inspect web --format"
-                              " '{{range .Endpoint.Spec.Ports}}{{.PublishedPort}}{{end}}'")
-    assert ports.strip() == "1000"
+    # A plain container on one node, holding the port of the host-mode service there.
+    worker = empty.invoke("lab.exec", "worker1",
+                          f"docker run -d --name web1001 -p 1001:8000 {WHOAMI} >/dev/null")
+    assert worker.code == 0, worker.output
+    try:
+        result = empty.invoke("scenario.run", "routing-mesh", timeout=300)
+        assert result.code == 4, result.output
+        assert result.stdout.rstrip().splitlines()[-1] == (
+            "port 1000 (published by service web), port 1001 (published by container web1001"
+            " on worker1): in the way, not made by this scenario; free them with `docker service"
+            " update --detach --publish-rm published=1000,target=8000 web` on manager1 and"
+            " `docker stop web1001` on worker1, or rerun with --clean to let the scenario do it"
+        )
+        assert services(empty) == before
+        ports = on_manager(empty, "docker service inspect web --format"
+                                  " '{{range .Endpoint.Spec.Ports}}{{.PublishedPort}}{{end}}'")
+        assert ports.strip() == "1000"
+    finally:
+        gone = empty.invoke("lab.exec", "worker1", "docker rm -f web1001")
+        assert gone.code == 0, gone.output
 
 
 @LOCAL
@@ -208,6 +217,21 @@ def test_what_is_in_the_way_is_named_with_who_made_it() -> None:
         "docker network inspect whoami-net --format '{{.Name}}' 2>/dev/null | xargs -r docker"
         " network rm; docker network inspect whoami-net --format 'left: {{.Name}}' 2>/dev/null")
     assert then.wait is not None and then.wait.kind == "success"
+
+
+@pytest.mark.unit
+def test_a_plain_container_holding_a_port_is_named_with_its_node() -> None:
+    creates = ownership.creations(
+        ["docker service create --name web --publish mode=host,published=1001,target=8000 i"])
+    listing = ("web.1.abc\tweb\t0.0.0.0:1001->8000/tcp\n"  # a task: its service's port
+               "db\t\t0.0.0.0:1001->5432/tcp, :::1001->5432/tcp\n"
+               "idle\t\t\n")
+    found = ownership.containers_in_the_way(listing, "worker1", creates)
+    assert found == [ownership.InTheWay(
+        "container", "db", "port 1001 (published by container db on worker1)",
+        "docker stop db", "worker1")]
+    (step,) = ownership.clearing(found, Where("lesson.yaml", 0))
+    assert (str(step.target), step.run) == ("worker1", "docker stop db")
 
 
 @pytest.mark.unit

@@ -208,6 +208,17 @@ def test_names_read_from_commands_are_quoted_where_they_are_freed(name: str, tex
 
 
 @settings(max_examples=200, deadline=None)
+@given(name=VALUES)
+def test_a_container_read_from_docker_ps_is_stopped_by_its_quoted_name(name: str) -> None:
+    if not name.strip() or set(name) & set("\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        return  # no line of `docker ps` could hold it (and Docker allows no such name)
+    creates = ownership.Creates(ports=[1001])
+    (way,) = ownership.containers_in_the_way(f"{name}\t\t0.0.0.0:1001->80/tcp", "w1", creates)
+    assert words(way.free) == ["docker", "stop", name]
+    assert metacharacters(way.free) == metacharacters("docker stop db")
+
+
+@settings(max_examples=200, deadline=None)
 @given(value=VALUES)
 def test_labels_go_in_before_values_so_no_value_adds_or_hides_one(value: str) -> None:
     line = template.render(

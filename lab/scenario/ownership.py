@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .model import Check, Step, Target, Wait, Where
 
@@ -172,10 +172,11 @@ _FORMATS = {
 class InTheWay:
     """Something the scenario needs, held by an object that does not carry its label."""
 
-    kind: str  # service, network, secret, config, or port
+    kind: str  # service, network, secret, config; port (a service's) or container (a port's)
     name: str  # the object's name; for a port, the service that publishes it
     what: str  # as the teacher reads it: "service whoami", "port 1000 (service web)"
-    free: str = ""  # a port's: the command that frees it and keeps the service
+    free: str = ""  # port and container: the command that frees it, keeping the object
+    node: str = ""  # a container's node; the rest are asked of and freed on a manager
 
 
 def probe_command(creates: Creates) -> str:
@@ -226,24 +227,56 @@ def in_the_way(listing: str, creates: Creates, scenario: str) -> list[InTheWay]:
     return found
 
 
-def refusal(found: list[InTheWay], node: str) -> str:
-    """The one line that stops a run: what is in the way, and the command that frees it."""
+# Each container on a node: name, its swarm service (empty for a plain container), ports.
+CONTAINERS = ("docker ps --format"
+              " '{{.Names}}\t{{.Label \"com.docker.swarm.service.name\"}}\t{{.Ports}}'")
+HOST_PORT_RE = re.compile(r":(\d+)->")  # 0.0.0.0:1001->8000/tcp
+
+
+def containers_in_the_way(listing: str, node: str, creates: Creates) -> list[InTheWay]:
+    """Plain containers of `node` (CONTAINERS' output) publishing a port the scenario needs.
+
+    A swarm task's ports are its service's, looked at on the manager; a plain container
+    (`docker run -p`) holds the port on its node only, where a host-mode task or the mesh
+    would need it. `docker stop` frees it and keeps the container.
+    """
+    found = []
+    for line in listing.splitlines():
+        name, _, rest = line.partition("\t")
+        service, _, ports = rest.partition("\t")
+        held = sorted({int(port) for port in HOST_PORT_RE.findall(ports)} & set(creates.ports))
+        if name and not service and held:
+            shown = ", ".join(map(str, held))
+            found.append(InTheWay(
+                "container", name,
+                f"port{'s' if len(held) > 1 else ''} {shown} (published by container {name}"
+                f" on {node})", f"docker stop {shlex.quote(name)}", node))
+    return found
+
+
+def refusal(found: list[InTheWay], manager: str) -> str:
+    """The one line that stops a run: what is in the way, and the commands that free it."""
     them = "it" if len(found) == 1 else "them"
+    nodes = dict.fromkeys(way.node or manager for way in found)
+    where = " and ".join(
+        f"`{freeing([way for way in found if (way.node or manager) == node])}` on {node}"
+        for node in nodes
+    )
     return (
         f"{', '.join(way.what for way in found)}: in the way, not made by this scenario;"
-        f" free {them} with `{freeing(found)}` on {node}, or rerun with --clean to let the"
-        f" scenario do it"
+        f" free {them} with {where}, or rerun with --clean to let the scenario do it"
     )
 
 
 def freeing(found: list[InTheWay]) -> str:
-    """One shell line that frees everything found: removals by kind, then ports."""
+    """One shell line that frees everything found (on one node): removals by kind, then
+    ports."""
     removals = []
     for kind in KINDS:
         names = [shlex.quote(way.name) for way in found if way.kind == kind]
         if names:
             removals.append(f"docker {kind} rm {' '.join(names)}")
-    return " && ".join(removals + [way.free for way in found if way.kind == "port"])
+    return " && ".join(removals + [way.free for way in found if way.free])
 
 
 # --- the steps that remove ---------------------------------------------------------------
@@ -289,11 +322,16 @@ def clearing(found: list[InTheWay], where: Where) -> tuple[Step, ...]:
     """The --clean steps: free every name and port in the way, services first."""
     say = "--clean: these were not made by this scenario, and it needs their names or ports."
     first = [way for way in found if way.kind in ("service", "port")]
-    rest = [way for way in found if way.kind not in ("service", "port")]
+    rest = [way for way in found if way.kind in KINDS[1:]]
     steps = []
     if first:
         steps.append(_step("Free the service names and ports in the way", where,
                            freeing(first), say, settle=False))
+    for node in dict.fromkeys(way.node for way in found if way.kind == "container"):
+        mine = [way for way in found if way.kind == "container" and way.node == node]
+        steps.append(replace(_step(f"Free the ports held by containers on {node}", where,
+                                   freeing(mine), say, settle=False),
+                             target=Target("node", node)))
     if rest:
         # As inspect finds it, so that a rerun after the removal has nothing to fail on.
         def remove(way: InTheWay) -> str:

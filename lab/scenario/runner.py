@@ -176,11 +176,13 @@ class Runner:
         try:
             manager = self.cluster.manager()
             listing = self.cluster.ask(ownership.probe_command(self.creates))
+            found = ownership.in_the_way(listing, self.creates, self.scenario.name)
+            if self.creates.ports:
+                found += self._containers_in_the_way()
         except LabError as exc:
             raise errors.LabNotReady(
                 f"the scenario creates swarm objects, but {exc}; run `{self.options.fix}`"
             ) from None
-        found = ownership.in_the_way(listing, self.creates, self.scenario.name)
         if not found:
             return
         if not self.options.clean:
@@ -198,6 +200,23 @@ class Runner:
                     f"--clean could not free {', '.join(way.what for way in found)}: "
                     + (f"{bad[0].label}: {bad[0].detail}" if bad else record.error)
                 )
+
+    def _containers_in_the_way(self) -> list[ownership.InTheWay]:
+        """Plain containers on any node that publish a port the scenario needs."""
+
+        def look(node: Node) -> str:
+            return node.run(ownership.CONTAINERS, timeout=self.cluster.query_timeout,
+                            check=True).stdout
+
+        outcomes = run_parallel(self.lab.nodes(), look, parallel=self.lab.spec.ssh.parallel,
+                                deadline=2 * self.cluster.query_timeout)
+        found = []
+        for node in self.lab.spec.nodes:  # in the lab file's order, every run the same
+            outcome = outcomes[node.name]
+            if not outcome.ok:
+                raise LabError(outcome.error or f"{node.name}: docker ps failed")
+            found += ownership.containers_in_the_way(outcome.value, node.name, self.creates)
+        return found
 
     def _pre_clean(self) -> None:
         """Remove quietly what carries the scenario's label, so that leftovers of an
