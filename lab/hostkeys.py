@@ -65,6 +65,16 @@ def host_entry(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
 
 
+def pinned(lab_dir: Path, host: str, port: int) -> str | None:
+    """The key pinned for host:port, as "type base64", or None."""
+    entry = host_entry(host, port)
+    for line in known_hosts_path(lab_dir).read_text().splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[0] == entry:
+            return f"{words[1]} {words[2]}"
+    return None
+
+
 def pin(lab_dir: Path, host: str, port: int, public_key_line: str) -> None:
     """Record `public_key_line` ("ssh-ed25519 AAAA...") as the only key of host:port."""
     path = known_hosts_path(lab_dir)

@@ -6,7 +6,8 @@ brought up through all of them, then once more to the end):
   hook SWARMLAB_TEST_KILL_AT, see lab/providers/local.py): manager1, manager2, worker1;
 - mid-prepare: manager2's `docker load` of the lab's images is held by a shim put in the
   node by this test, and lab.up is killed by its PID while it waits there;
-- mid-join: the swarm is made on manager1, worker1's `docker swarm join` is held.
+- mid-join: the swarm is made on manager1, worker1's `docker swarm join` is held;
+and, once whole, a node whose host key was made again inside it is re-pinned by lab.up.
 The rerun must give a healthy lab (every node Ready, right roles) with no duplicate
 container, volume, network or swarm entry, and lab.down must leave nothing behind.
 The same for class.up with three students, killed while their labs are being made; and a
@@ -159,6 +160,19 @@ def test_lab_up_killed_at_every_step_boundary_is_finished_by_a_rerun(lab: LabHan
     state = json.loads(lab.state_file.read_text())
     assert sorted(state["machines"]) == ["manager1", "manager2", "worker1"]
     print(f"lab.up killed 5 times and finished in {time.monotonic() - started:.0f} s")
+
+    # A host key made again inside a node: the SSH error says lab.up re-pins it, and it does.
+    remade = docker("exec", name["manager2"], "sh", "-c",
+                    "rm /etc/ssh/ssh_host_ed25519_key*; ssh-keygen -q -t ed25519 -N ''"
+                    " -f /etc/ssh/ssh_host_ed25519_key && systemctl restart ssh")
+    assert remade.returncode == 0, remade.stderr
+    refused = lab.invoke("lab.exec", "manager2", "true")
+    assert refused.code != 0 and "run `invoke lab.up` to re-pin it" in refused.output, refused
+    repinned = lab.invoke("lab.up")
+    assert repinned.code == 0, repinned.output
+    assert "manager2: its host key is not the pinned one" in repinned.output
+    reached = lab.invoke("lab.exec", "manager2", "hostname")
+    assert reached.code == 0 and "manager2" in reached.stdout, reached.output
 
 
 def test_lab_down_says_in_one_line_why_it_stopped(images: None, tmp_path: Path) -> None:

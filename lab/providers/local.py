@@ -65,6 +65,7 @@ NODE_MASKED_PATHS = [
 NODE_READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sysrq-trigger"]
 PROC_SYS_TREES = ("abi", "crypto", "debug", "dev", "fs", "kernel", "user", "vm")
 SSH_WAIT_SECONDS = 90
+HOST_KEY_PUB = "/etc/ssh/ssh_host_ed25519_key.pub"
 # A test hook, for tests/test_resume.py only: SWARMLAB_TEST_KILL_AT=create:<lab>/<node> makes
 # this process kill itself (SIGKILL) right after that node's container is created, before
 # anything is put in it, the one moment a user's Ctrl-C or a crash can leave a node half-made.
@@ -310,6 +311,8 @@ class LocalProvider(Provider):
                     waiting.append(node)
                 else:
                     results[node.name] = "ok"
+                if self._pin_what_it_holds(node, container):
+                    results[node.name] = "re-pinned"
                 continue
             self._create_container(node, lab_key, mirror_hosts)
             results[node.name] = "created"
@@ -325,6 +328,27 @@ class LocalProvider(Provider):
         recorded = self.state.machines.get(node.name, {})
         started = container.attrs.get("State", {}).get("StartedAt", "")
         return recorded.get("id") == container.id[:12] and not started.startswith("0001-")
+
+    def _pin_what_it_holds(self, node: NodeSpec, container: Any) -> bool:
+        """Pin the host key a whole node holds, when it differs from the pinned one (its key
+        was made again inside it, or known_hosts lost its line): read through Docker, the
+        provider's own channel, never from whatever answers on the network. This is what
+        makes "run `invoke lab.up` to re-pin it" true for local nodes. True if re-pinned."""
+        try:
+            stream, _ = container.get_archive(HOST_KEY_PUB)
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+                member = archive.extractfile(archive.getmembers()[0])
+                held = member.read().decode() if member else ""
+        except (NotFound, tarfile.TarError, IndexError):
+            return False  # no key in the node yet: its sshd makes one, nothing to pin here
+        words = held.split()
+        if len(words) < 2 or hostkeys.pinned(self.lab_dir, node.address, 22) == " ".join(
+                words[:2]):
+            return False
+        hostkeys.pin(self.lab_dir, node.address, 22, held)
+        self.log(f"    {node.name}: its host key is not the pinned one; pinned the key it holds"
+                 " (read through Docker)")
+        return True
 
     def _create_container(
         self, node: NodeSpec, lab_key: Path, mirror_hosts: dict[str, str]
@@ -371,7 +395,7 @@ class LocalProvider(Provider):
         container.put_archive("/", _tar({
             "root/.ssh/authorized_keys": (hostkeys.public_key(lab_key) + "\n", 0o600),
             "etc/ssh/ssh_host_ed25519_key": (host_key.read_text(), 0o600),
-            "etc/ssh/ssh_host_ed25519_key.pub": (host_key_public + "\n", 0o644),
+            HOST_KEY_PUB.lstrip("/"): (host_key_public + "\n", 0o644),
         }))
         host_key.unlink()  # the node holds its private key; the controller needs only the public
         hostkeys.pin(self.lab_dir, node.address, 22, host_key_public)
