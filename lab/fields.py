@@ -44,6 +44,8 @@ IMAGE_NAME_MAX = 255  # the reference package's limit on the name part
 IMAGE_ALLOWED = ("a Docker image reference such as swarmlab/busybox:latest or"
                  " registry.example.org:5000/team/busybox:1.36 (lower-case name, optional"
                  " :tag and @sha256:digest)")
+# A key that can be named as `section.key` in a message as it is.
+_PLAIN_KEY_RE = re.compile(r"^[\w.-]{1,40}$", re.ASCII)
 # Control characters (a tab aside) break the one-line messages and the printed cards.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
@@ -157,6 +159,12 @@ def line(field: str, value: Any) -> str:
     return value
 
 
+def member(field: str, key: str) -> str:
+    """How a message names a key of a section: `section.key`, or the key quoted when it is as
+    odd as "\n" (so the message stays one line)."""
+    return f"{field}.{key}" if _PLAIN_KEY_RE.match(key) else f"{field} key {shown(key)}"
+
+
 def mapping(field: str, value: Any, allowed: Iterable[str] | None = None,
             what: str = "a mapping") -> dict[str, Any]:
     """A mapping with text keys; with `allowed`, the first unknown key is named."""
@@ -169,5 +177,6 @@ def mapping(field: str, value: Any, allowed: Iterable[str] | None = None,
         known = tuple(allowed)
         unknown = sorted(set(value) - set(known))
         if unknown:
-            raise SpecError(f"{field}.{unknown[0]} is unknown; allowed: " + ", ".join(known))
+            raise SpecError(f"{member(field, unknown[0])} is unknown; allowed: "
+                            + ", ".join(known))
     return dict(value)

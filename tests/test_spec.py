@@ -195,3 +195,12 @@ def test_a_lab_file_invoke_itself_chokes_on_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().endswith("(rerun with SWARMLAB_DEBUG=1 for the traceback,"
                                           " and report it if the lab file is right)")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_key_with_a_line_break_is_named_on_one_line() -> None:
+    """Found by tests/test_input_safety.py: `nodes[0]` with a key "\\n" made a two-line error."""
+    node = {"name": "m1", "role": "manager", "address": "10.77.0.11", "\n": None}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec_with(nodes=[node]))
+    assert str(caught.value) == ("lab file: nodes[0] key '\\n' is unknown; allowed: name, role,"
+                                 " address")

@@ -158,11 +158,11 @@ def _networks(raw: dict[str, Any], spec: LabSpec) -> dict[str, NodeNetwork]:
     for name, entry in per_node.items():
         if name not in names:
             raise SpecError(
-                f"{_where('nodes')}.{name} names no node of the lab; nodes are: "
+                f"{fields.member(_where('nodes'), name)} names no node of the lab; nodes are: "
                 + ", ".join(sorted(names))
             )
         if not isinstance(entry, dict) or set(entry) - set(NODE_FIELDS):
-            raise fields.fault(f"{_where('nodes')}.{name}", entry,
+            raise fields.fault(fields.member(_where("nodes"), name), entry,
                                "a mapping of " + ", ".join(NODE_FIELDS))
     networks: dict[str, NodeNetwork] = {}
     for node in spec.nodes:
