@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from invoke import Context
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, UnexpectedExit
 
 from ..config import load_spec
 from ..context import Lab
@@ -52,8 +52,8 @@ def user_errors(body: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return body(*args, **kwargs)
-        except (Exit, SystemExit):
-            raise  # a task's own way out, with its own message and code
+        except (Exit, SystemExit, UnexpectedExit):
+            raise  # a task's own way out, or a local command's exit invoke reports itself
         except LabError as exc:
             raise Exit(f"error: {one_line(str(exc), limit=2000)}", code=exc.exit_code) from None
         except KeyboardInterrupt:
