@@ -297,6 +297,8 @@ def converge(
                             " --discard-services to make it leave")
 
     lab_swarm = _the_labs(spec, _swarms_with_lab_managers(spec, states), states, recorded)
+    if lab_swarm:
+        _raft_members(lab, lab_swarm, states)
     foreign = [group for group in swarms_of(states)
                if not lab_swarm or set(group.nodes).isdisjoint(lab_swarm.nodes)]
     losses = [loss_of(lab, group, states) for group in foreign]
@@ -384,6 +386,20 @@ def _the_labs(
         len(group.nodes),
         first in group.nodes,
     ))
+
+
+def _raft_members(lab: Lab, group: Swarm, states: dict[str, SwarmInfo]) -> None:
+    """Take the swarm's managers from its leader's own list: the RemoteManagers that each
+    node reports lag a demote or a leave by seconds, and a manager that left properly must
+    not count as one gone."""
+    for name in group.has_leader(states):
+        try:
+            listed = members(lab.node(name))
+        except NodeError as error:
+            states[name].error = str(error)  # it has lost its leader since it was read
+            continue
+        group.manager_ids = {member.id for member in listed if member.manager_status}
+        return
 
 
 # A swarm whose managers could still make a quorum is given this long (times the provider's
@@ -511,9 +527,9 @@ def leave(lab: Lab, names: list[str] | None, log: Log = print) -> dict[str, str]
 
     Every node's state is read first, all at once, while the swarm still has its leader.
     Then the workers leave, then the other managers (each demoted by the leader first, so
-    the leader keeps its quorum), then the leader. In the old order (managers as the lab
-    file lists them) the leader could leave first, and the next manager's `docker info`
-    waited 20 s for a quorum that was gone: 32 s for three nodes.
+    the leader keeps its quorum), then the leader (demoted first if managers stay). In the
+    old order (managers as the lab file lists them) the leader could leave first, and the
+    next manager's `docker info` waited 20 s for a quorum that was gone: 32 s for three nodes.
     """
     every = lab.nodes()
     wanted = names or [node.name for node in every]
@@ -542,6 +558,12 @@ def leave(lab: Lab, names: list[str] | None, log: Log = print) -> dict[str, str]
                                  timeout=60, check=True)
         leave_one(nodes[name])
     if leader in going:
+        if any(state.is_manager and name not in going for name, state in states.items()):
+            # Managers stay: the leader hands its place over before it goes, or they would be
+            # left without a quorum.
+            log(f"  {leader}$ docker node demote {leader}")
+            nodes[leader].run(f"docker node demote {shlex.quote(states[leader].node_id)}",
+                              timeout=60, check=True)
         leave_one(nodes[leader])
     if set(wanted) >= {node.name for node in every}:
         lab.state.invalidate_steps("swarm")
