@@ -119,6 +119,10 @@ class Runner:
             except errors.LabNotReady as exc:
                 self._finish(LAB_NOT_READY, errors.EXIT_LAB_NOT_READY,
                              f"the lab is not ready: {exc}")
+            except LabError as exc:
+                # Preparation itself failed (a probe lost its node, SSH dropped): the run
+                # failed, and the summary must say so rather than "passed".
+                self._finish(FAILED, errors.EXIT_FAILED, f"failed: {exc}")
             except KeyboardInterrupt:
                 self._interrupted("interrupted (Ctrl-C): cleanup ran")
             except StopRequested:
