@@ -123,7 +123,7 @@ class Server:
                 if watch.version != seen and watch.view is not None:
                     seen = watch.version
                     yield sse("picture", {"svg": watch.svg, "summary": watch.summary,
-                                          "version": seen})
+                                          "doctor": watch.doctor, "version": seen})
                     continue
                 version = await watch.next_version(seen, HEARTBEAT)
                 if version == seen:

@@ -38,7 +38,10 @@ def student(seat: Seat) -> str:
             "</small></h1>"
             '<div class="layout"><div class="terminals">' + panes + "</div>"
             '<aside><h2>Your swarm <small id="seen"></small></h2>'
-            '<div id="picture">waiting for the first look at your lab…</div></aside></div>'
+            '<div id="picture">waiting for the first look at your lab…</div>'
+            '<h2>The doctor says <select id="lang"><option value="en">English</option>'
+            '<option value="zh">中文</option></select></h2>'
+            '<ul id="doctor"><li>…</li></ul></aside></div>'
             '<script src="/static/student.js"></script></body></html>')
 
 
@@ -48,6 +51,7 @@ def instructor(room: Room) -> str:
     rows = "".join(
         f'<tr data-student="{_e(seat.id)}"><td><b>{_e(seat.id)}</b><br>{_e(seat.name)}</td>'
         '<td class="nodes">…</td><td class="swarm">…</td><td class="services"></td>'
+        '<td class="doctor"></td>'
         '<td class="terminals"></td><td class="grade"></td>'
         '<td class="actions">'
         f'<select class="failure">{failures}</select>'
@@ -62,6 +66,6 @@ def instructor(room: Room) -> str:
             ' <a href="grade.json" download>grade (JSON)</a>'
             ' <a href="grade.xml" download>grade (JUnit)</a> <span id="said"></span></p>'
             '<table id="board"><thead><tr><th>student</th><th>nodes up</th><th>swarm</th>'
-            "<th>services</th><th>terminals</th><th>grade</th><th>actions</th>"
+            "<th>services</th><th>doctor</th><th>terminals</th><th>grade</th><th>actions</th>"
             f"<th>last action</th></tr></thead><tbody>{rows}</tbody></table>"
             '<script src="/static/instructor.js"></script></body></html>')

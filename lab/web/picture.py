@@ -115,13 +115,17 @@ def svg(view: SwarmView) -> str:
     for index, node in enumerate(view.nodes):
         x = BOX_GAP + index * (BOX_W + BOX_GAP)
         if not node.reachable:
-            state, colour = "down", "#c62828"
+            state, colour = f"down ({node.local_state})" if node.local_state else "down", \
+                "#c62828"
         elif node.listed and node.status == "Ready":
             state, colour = node.manager_status or "Ready", "#2e7d32"
         elif node.listed:
             state, colour = node.status or "?", "#ef6c00"
-        else:
+        elif node.local_state in ("inactive", ""):
             state, colour = f"not in the swarm ({node.local_state or '?'})", "#757575"
+        else:
+            # Its own word (active, pending, error...): no manager answering lists it.
+            state, colour = f"{node.local_state}; unlisted", "#757575"
         dash = "" if node.listed else ' stroke-dasharray="6 4"'
         parts.append(
             f'<g class="node" data-node="{_e(node.name)}" data-state="{_e(state)}">'
@@ -158,7 +162,11 @@ def svg(view: SwarmView) -> str:
     if not view.seen_from:
         y += LINE
         why = view.error or "no manager answers `docker node ls`: no swarm yet"
-        parts.append(f'<text x="{BOX_GAP}" y="{y}" font-size="13" fill="#555">{_e(why)}</text>')
+        # Cut to the picture's width; the whole sentence is the text's tooltip.
+        room = (width - 2 * BOX_GAP) // 7
+        shown = why if len(why) <= room else why[: room - 1] + "…"
+        parts.append(f'<text class="error" x="{BOX_GAP}" y="{y}" font-size="12" fill="#555">'
+                     f"<title>{_e(why)}</title>{_e(shown)}</text>")
     height = y + 12
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="swarm" width="{width}"'
             f' height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif">'

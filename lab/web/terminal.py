@@ -45,6 +45,11 @@ class Shell:
         """Connect and start the shell (blocking); LabError says why not in one line."""
         self._lab = Lab(self.spec, log=_quiet)
         node = self._lab.node(self.node_name)
+        # The provider knows a stopped machine at once; SSH would wait for its timeout.
+        machine = next((m for m in self._lab.provider.status() if m.name == self.node_name),
+                       None)
+        if machine is None or not machine.running:
+            raise LabError(f"{self.node_name} is {machine.power if machine else 'absent'}")
         # A connection of its own per terminal: closing it can never cut another's session.
         # remote.Node has no public way to a channel; its _connect is the one place that
         # knows the pinned key, the timeouts and the sudo check.

@@ -23,6 +23,7 @@
         cell(tr, "nodes", s.nodes_up + "/" + s.nodes_total, s.nodes_up === s.nodes_total ? "ok" : "bad");
         cell(tr, "swarm", s.swarm + (s.error ? " (" + s.error + ")" : ""), s.swarm === "ok" ? "ok" : "bad");
         cell(tr, "services", String(s.services));
+        cell(tr, "doctor", s.doctor ? s.doctor + ": " + s.doctor_first : "ok", s.doctor ? "bad" : "ok");
       }
       cell(tr, "terminals", String(row.terminals));
       if (row.grade) {

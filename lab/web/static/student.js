@@ -61,10 +61,48 @@
   const picture = document.getElementById("picture");
   const seen = document.getElementById("seen");
   const events = new EventSource(base + "events");
+  const doctor = document.getElementById("doctor");
+  const lang = document.getElementById("lang");
+  const heads = { en: { cause: "cause", fix: "fix", none: "nothing wrong found" },
+                  zh: { cause: "原因分析", fix: "解决方法", none: "未发现问题" } };
+  let findings = null;
+  lang.value = (navigator.language || "").toLowerCase().startsWith("zh") ? "zh" : "en";
+
+  function drawDoctor() {
+    if (findings === null) return;
+    const words = heads[lang.value];
+    doctor.replaceChildren();
+    if (!findings.length) {
+      const li = document.createElement("li");
+      li.className = "ok";
+      li.textContent = words.none;
+      doctor.append(li);
+    }
+    for (const f of findings) {
+      const li = document.createElement("li");
+      li.className = "finding " + f.severity;
+      li.dataset.check = f.check;
+      const said = f[lang.value];
+      const head = document.createElement("b");
+      head.textContent = f.check + (f.node ? " " + f.node : "") + ": ";
+      li.append(head, said.saw);
+      for (const key of ["cause", "fix"]) {
+        if (!said[key]) continue;
+        const p = document.createElement("div");
+        p.textContent = words[key] + ": " + said[key];
+        li.append(p);
+      }
+      doctor.append(li);
+    }
+  }
+  lang.addEventListener("change", drawDoctor);
+
   events.addEventListener("picture", (event) => {
     const data = JSON.parse(event.data);
     picture.innerHTML = data.svg;  // drawn and escaped by the server
     picture.dataset.version = data.version;
     seen.textContent = "as of " + new Date().toLocaleTimeString();
+    findings = data.doctor;
+    drawDoctor();
   });
 })();
