@@ -382,14 +382,16 @@ shellish = st.text(alphabet=st.sampled_from(list("ab-_.:/@[]01 ;|&$()`'\"\\\n*?#
                    max_size=24)
 hostile_values = st.builds(lambda meta, tail: f"x{meta}{MARK}{tail}", st.sampled_from(METAS),
                            shellish)
+NAME_PATTERN = r"\A[a-z][a-z0-9-]{0,10}[a-z0-9]\Z"
 # Valid Docker references, with the characters the grammar allows at its edges
 # (IPv6 registry hosts in brackets, digests, tags with dots and dashes).
 references = st.one_of(
+    st.from_regex(r"\A\[[0-9a-f]{1,4}::[0-9a-f]{0,4}\](:[0-9]{2,5})?/[a-z0-9]{1,6}\Z"),
     st.from_regex(r"\A[a-z0-9]{1,8}([._-][a-z0-9]{1,4})?(/[a-z0-9]{1,8}){0,2}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,8})?\Z"),
     st.from_regex(r"\A(\[[0-9a-f:]{2,8}\]|[a-z0-9]{1,6}(\.[a-z]{2,4})?)(:[0-9]{2,5})?/[a-z0-9]{1,6}(:[a-z0-9][a-z0-9.]{0,5})?(@sha256:[0-9a-f]{64})?\Z"),
 )
 names = st.one_of(st.sampled_from(["manager1", "manager2", "worker1", "w-2", "m1"]),
-                  st.from_regex(r"\A[a-z][a-z0-9-]{0,10}[a-z0-9]\Z"), shellish, yamlish)
+                  st.from_regex(NAME_PATTERN), shellish, yamlish)
 
 
 @st.composite
@@ -431,18 +433,21 @@ def good_lab_files(draw: st.DrawFn) -> dict[str, Any]:
     octet = draw(st.integers(130, 139))
     subnet = ipaddress.IPv4Network(f"10.201.{octet}.0/24")
     count = draw(st.integers(1, 4))
-    stem = draw(st.one_of(st.from_regex(r"\A[a-z][a-z0-9-]{0,6}\Z"), shellish))
+    # Mostly right values, so that commands get built; 1 in 8 draws may hold shell syntax.
+    def mostly(good: st.SearchStrategy[Any]) -> Any:
+        return draw(shellish if draw(st.integers(0, 7)) == 3 else good)
+
+    stem = mostly(st.from_regex(r"\A[a-z][a-z0-9-]{0,6}\Z"))
     offsets = draw(st.lists(st.integers(2, 254), min_size=count, max_size=count, unique=True))
     nodes = [{"name": f"{stem}{index}", "role": "manager" if index < 2 else "worker",
               "address": str(subnet.network_address + offset)}
              for index, offset in enumerate(offsets)]
-    image = st.one_of(references, references, references, shellish)
-    user = st.one_of(st.just("root"), st.from_regex(r"\A[a-z_][a-z0-9_-]{0,8}\Z"), shellish)
-    return {**copy.deepcopy(LAB_DEFAULTS), "name": draw(names), "subnet": str(subnet),
-            "nodes": nodes, "state_dir": "/tmp/t-h4-state",
-            "images": {"busybox": draw(image), draw(st.sampled_from(["whoami", "web"])):
-                       draw(image)},
-            "ssh": {"user": draw(user)}}
+    user = st.one_of(st.just("root"), st.from_regex(r"\A[a-z_][a-z0-9_-]{0,8}\Z"))
+    return {**copy.deepcopy(LAB_DEFAULTS), "name": mostly(st.from_regex(NAME_PATTERN)),
+            "subnet": str(subnet), "nodes": nodes, "state_dir": "/tmp/t-h4-state",
+            "images": {"busybox": mostly(references), draw(st.sampled_from(["whoami", "web"])):
+                       mostly(references)},
+            "ssh": {"user": mostly(user)}}
 
 
 def one_line(exc: BaseException) -> None:
