@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_atomic
 from .errors import LabError
 
 VAGRANTFILE = Path(__file__).resolve().parent.parent / "vagrant" / "Vagrantfile"
@@ -263,14 +264,14 @@ class VagrantProject:
         """Write (or rewrite) the JSON spec and the stub Vagrantfile, atomically each."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o700)
-        _write_atomic(self.spec_path, json.dumps(spec, indent=2, sort_keys=True) + "\n")
-        _write_atomic(self.directory / "Vagrantfile", STUB.format(
+        write_atomic(self.spec_path, json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        write_atomic(self.directory / "Vagrantfile", STUB.format(
             lab=self.lab, vagrantfile=VAGRANTFILE, spec=SPEC_NAME,
             vagrantfile_literal=json.dumps(str(VAGRANTFILE)),
         ))
         if authorized_key is not None:
             # Bind-mounted read-only as root's authorized_keys in docker nodes.
-            _write_atomic(self.directory / AUTHORIZED_KEYS, authorized_key + "\n", mode=0o644)
+            write_atomic(self.directory / AUTHORIZED_KEYS, authorized_key + "\n", mode=0o644)
 
     def read_spec(self) -> dict[str, Any] | None:
         try:
@@ -395,10 +396,3 @@ def _bounded_client(module: Any, project: VagrantProject) -> type:
 
     return BoundedVagrant
 
-
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
