@@ -28,19 +28,22 @@ USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 # A key naming a role in a mapping (images.busybox); scenarios refer to it as {{images.KEY}}.
 KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 
-# Docker's image reference grammar (github.com/distribution/reference, regexp.go), written
-# out in Python. Nothing it accepts holds a space, quote, '$', '`', ';', '|' or '&'.
+# Docker's image reference grammar as the engine that saves the images here (20.10) parses
+# it (docker/distribution reference, regexp.go and normalize.go), written out in Python.
+# Nothing it accepts holds a space, a quote, '$', '`', ';', '|', '&' or a glob character
+# (IPv6 registry hosts in brackets came with later engines, and 20.10 refuses them).
 _ALNUM = r"[a-z0-9]+"
 _SEPARATOR = r"(?:[._]|__|[-]+)"
 _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_PATH = rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
-_DOMAIN = rf"{_HOST}(?::[0-9]+)?"
-_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_DOMAIN = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*(?::[0-9]+)?"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-IMAGE_RE = re.compile(rf"(?P<name>{_NAME})(?::{_TAG})?(?:@{_DIGEST})?", re.ASCII)
-IMAGE_NAME_MAX = 255  # the reference package's limit on the name part
+IMAGE_RE = re.compile(rf"(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_PATH})(?::{_TAG})?"
+                      rf"(?:@{_DIGEST})?", re.ASCII)
+PATH_RE = re.compile(_PATH, re.ASCII)
+IMAGE_NAME_MAX = 255  # the reference package's limit on the normalized name
 IMAGE_ALLOWED = ("a Docker image reference such as swarmlab/busybox:latest or"
                  " registry.example.org:5000/team/busybox:1.36 (lower-case name, optional"
                  " :tag and @sha256:digest)")
@@ -120,7 +123,20 @@ def image(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise fault(field, value, IMAGE_ALLOWED)
     match = IMAGE_RE.fullmatch(value)
-    if match is None or len(match.group("name")) > IMAGE_NAME_MAX:
+    if match is None:
+        raise fault(field, value, IMAGE_ALLOWED)
+    domain, path = match.group("domain"), match.group("path")
+    # As normalize.go splits a name: the first part is a registry only when it holds '.' or
+    # ':' or is localhost; otherwise it is part of the (lower-case) path: UPPER/x is refused.
+    registry = domain is not None and ("." in domain or ":" in domain or domain == "localhost")
+    if domain and not registry and not PATH_RE.fullmatch(domain):
+        raise fault(field, value, IMAGE_ALLOWED)
+    # The length limit holds for the name as normalized: docker.io/library/busybox.
+    if not registry:
+        path = f"{domain}/{path}" if domain else path
+        domain = "docker.io"
+        path = path if "/" in path else f"library/{path}"
+    if len(f"{domain}/{path}") > IMAGE_NAME_MAX:
         raise fault(field, value, IMAGE_ALLOWED)
     return value
 
