@@ -54,6 +54,8 @@ class Watch:
         self.period = period
         self.viewers = 0
         self.looks = 0  # how many looks were taken (the bench counts SSH rounds with it)
+        self.shortest_gap = float("inf")  # between two looks' starts: never below period
+        self._last_start = 0.0
         self.version = 0
         self.view: picture.SwarmView | None = None
         self.svg = ""
@@ -103,6 +105,9 @@ class Watch:
                     await asyncio.wait_for(self._wake.wait(), 1.0)
                 continue
             started = time.monotonic()
+            if self._last_start:
+                self.shortest_gap = min(self.shortest_gap, started - self._last_start)
+            self._last_start = started
             try:
                 view = await loop.run_in_executor(self.pool, self._look)
             except Exception as exc:  # a fault of one lab's look must not end the watch
