@@ -218,6 +218,16 @@ class IncusProvider(Provider):
     def _ensure_network(self) -> None:
         if self._check_network() is None:
             prefix = ipaddress.IPv4Network(self.spec.subnet).prefixlen
+            # Incus lists every link on the host while it sets a new bridge up; a veth that
+            # Docker removes meanwhile fails the whole request ("Failed to run: ip -d -j link
+            # show vethX ... does not exist"), seen here beside busy local labs. Such a
+            # request made nothing and is simply sent again.
+            wait_until(lambda: self._create_network(prefix), timeout=30, interval=0.5,
+                       retry_on=(_VanishedLink,), what=f"Incus network {self.network_name}")
+            self.state.record_resource("network", self.network_name)
+
+    def _create_network(self, prefix: int) -> bool:
+        try:
             self.api.post("/1.0/networks", {
                 "name": self.network_name,
                 "type": "bridge",
@@ -230,7 +240,11 @@ class IncusProvider(Provider):
                     LABEL: self.spec.name,
                 },
             })
-            self.state.record_resource("network", self.network_name)
+        except IncusError as exc:
+            if "does not exist" in str(exc) and "link show" in str(exc):
+                raise _VanishedLink(str(exc)) from None
+            raise
+        return True
 
     def _instance(self, node: NodeSpec) -> dict[str, Any] | None:
         found = self.api.find(f"/1.0/instances/{self.machine_name(node)}", project=self.project)
@@ -465,3 +479,7 @@ class IncusProvider(Provider):
                 self.api.wait(operation["id"])
             except IncusError as exc:
                 raise NodeError(node.name, f"incus {what} failed: {exc}") from None
+
+
+class _VanishedLink(Exception):
+    """Incus tripped over a host link that vanished while it made a bridge: try again."""
