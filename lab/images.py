@@ -36,6 +36,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from .errors import LabError
+from .spec import RELEASES
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = PROJECT_ROOT / "images"
@@ -48,19 +49,22 @@ LABEL_IMAGE = "swarmlab.image"
 
 IMAGE_NAMES = (
     "swarmlab/node:bookworm",
+    "swarmlab/node:trixie",
     "swarmlab/node-nodocker:bookworm",
     "swarmlab/busybox:latest",
     "swarmlab/whoami:latest",
 )
 
 ROOTFS_REPO = "swarmlab/node-rootfs"
-ROOTFS_SUITE = "bookworm"
+ROOTFS_SUITE = "bookworm"  # the suite of a recipe that names none
 ROOTFS_VARIANT = "apt"
 ROOTFS_PACKAGES = (
     "systemd-sysv", "dbus", "openssh-server", "docker.io", "chrony", "iproute2", "iptables",
     "iputils-ping", "curl", "ca-certificates", "procps", "ipvsadm", "ethtool", "sudo", "kmod",
     "less", "netcat-openbsd",
 )  # fmt: skip
+# trixie split the docker CLI out of docker.io into its own package.
+SUITE_PACKAGES = {"bookworm": (), "trixie": ("docker-cli",)}
 # mmdebstrap's mirror argument: the host's own apt sources, never a mirror name of ours.
 APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 
@@ -79,10 +83,12 @@ class Recipe:
     short: str  # the swarmlab.image label and the name of its build log
     directory: str  # its build files, under images/
     build_args: tuple[tuple[str, str], ...] = ()
+    suite: str = ROOTFS_SUITE  # the Debian suite of a node image's root file system
 
 
 RECIPES = {
     "swarmlab/node:bookworm": Recipe("node", "node", (("WITH_DOCKER", "1"),)),
+    "swarmlab/node:trixie": Recipe("node-trixie", "node", (("WITH_DOCKER", "1"),), "trixie"),
     "swarmlab/node-nodocker:bookworm": Recipe("node-nodocker", "node", (("WITH_DOCKER", "0"),)),
     "swarmlab/busybox:latest": Recipe("busybox", "busybox"),
     "swarmlab/whoami:latest": Recipe("whoami", "whoami"),
@@ -103,7 +109,7 @@ def recipe_digest(name: str, root: Path | None = None) -> str:
         "build_args": dict(recipe.build_args),
     }
     if recipe.directory == "node":
-        parts["rootfs"] = rootfs_digest()
+        parts["rootfs"] = rootfs_digest(recipe.suite)
     elif recipe.directory == "busybox":
         parts["busybox"] = hashlib.sha256(_busybox_binary().read_bytes()).hexdigest()
     elif recipe.directory == "whoami":
@@ -112,7 +118,7 @@ def recipe_digest(name: str, root: Path | None = None) -> str:
     return _digest(parts)
 
 
-def rootfs_digest() -> str:
+def rootfs_digest(suite: str = ROOTFS_SUITE) -> str:
     """The digest of the node root file system's recipe; it is also the rootfs image's tag.
 
     The host's mirror is deliberately left out: where packages come from is the host's
@@ -121,11 +127,49 @@ def rootfs_digest() -> str:
     return _digest(
         {
             "tool": "mmdebstrap",
-            "suite": ROOTFS_SUITE,
+            "suite": suite,
             "variant": ROOTFS_VARIANT,
-            "packages": ROOTFS_PACKAGES,
+            "packages": rootfs_packages(suite),
         }
     )
+
+
+def rootfs_packages(suite: str) -> tuple[str, ...]:
+    # bookworm's tuple is exactly the one it always was: its digest, and so every cached
+    # bookworm image, stays valid.
+    return ROOTFS_PACKAGES + SUITE_PACKAGES.get(suite, ())
+
+
+def suite_sources(suite: str, sources: Path, host_suite: str) -> str:
+    """The host's own apt sources with its suite replaced by `suite`, keeping the mirror.
+
+    Suites such as `bookworm-updates` and `bookworm-security` become `trixie-updates` and
+    `trixie-security`; URIs, components and keyrings stay as the host has them. Both the
+    deb822 (`Suites: ...`) and the one-line (`deb URI SUITE ...`) formats are rewritten.
+    """
+    token = re.compile(rf"(?<![\w.-]){re.escape(host_suite)}(?=-[a-z]+\b|\s|$)")
+    lines = []
+    for line in sources.read_text().splitlines():
+        fields = line.split()
+        if line.lower().startswith("suites:"):
+            line = token.sub(suite, line)
+        elif len(fields) >= 3 and fields[0] in ("deb", "deb-src"):
+            # deb [options] URI SUITE COMPONENTS: the suite follows the URI.
+            at = 2 if fields[1].startswith("[") and fields[1].endswith("]") else 1
+            fields[at + 1] = token.sub(suite, fields[at + 1])
+            line = " ".join(fields)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def host_suite() -> str:
+    """This host's Debian codename, the suite its apt sources name."""
+    for line in Path("/etc/os-release").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key == "VERSION_CODENAME" and value.strip('"'):
+            return value.strip('"')
+    raise LabError("/etc/os-release names no VERSION_CODENAME; cannot tell which suite"
+                   " the host's apt sources name")
 
 
 def image_ok(client: docker.DockerClient, name: str) -> bool:
@@ -235,7 +279,7 @@ def _build(client: docker.DockerClient, name: str, log: Callable[[str], None]) -
     build_args = dict(recipe.build_args)
     extra: dict[str, Path] = {}
     if recipe.directory == "node":
-        build_args["ROOTFS"] = _ensure_rootfs(client, log)
+        build_args["ROOTFS"] = _ensure_rootfs(client, log, recipe.suite)
     elif recipe.directory == "busybox":
         extra["busybox"] = _busybox_binary()
     elif recipe.directory == "whoami":
@@ -323,32 +367,39 @@ def _docker_build(
                 )
 
 
-def _ensure_rootfs(client: docker.DockerClient, log: Callable[[str], None]) -> str:
+def _ensure_rootfs(
+    client: docker.DockerClient, log: Callable[[str], None], suite: str = ROOTFS_SUITE
+) -> str:
     """The node root file system's image tag, made by mmdebstrap if it is not there yet."""
-    digest = rootfs_digest()
+    digest = rootfs_digest(suite)
     tag = f"{ROOTFS_REPO}:{digest}"
     if _labelled(client, tag, digest):
         return tag
     mmdebstrap = shutil.which("mmdebstrap")
     if not mmdebstrap:
         raise LabError(f"{tag}: mmdebstrap is missing; run `apt-get install mmdebstrap`")
-    sources = next((path for path in APT_SOURCES if path.is_file()), None)
-    if sources is None:
+    host_sources = next((path for path in APT_SOURCES if path.is_file()), None)
+    if host_sources is None:
         raise LabError(
             f"{tag}: no apt sources on this host ({' or '.join(map(str, APT_SOURCES))});"
             " mmdebstrap takes its mirror from them"
         )
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    # The same file name ending: mmdebstrap reads a .sources file as deb822.
+    sources = BUILD_DIR / f"apt-{suite}{host_sources.suffix or '.list'}"
+    sources.write_text(suite_sources(suite, host_sources, host_suite()))
     command = [
         mmdebstrap,
         f"--variant={ROOTFS_VARIANT}",
-        f"--include={','.join(ROOTFS_PACKAGES)}",
-        ROOTFS_SUITE,
+        f"--include={','.join(rootfs_packages(suite))}",
+        suite,
         "-",
         str(sources),
     ]
-    log_path = BUILD_DIR / "node-rootfs.log"
-    tarball = BUILD_DIR / "node-rootfs.tar"
-    log(f"{tag}: mmdebstrap {ROOTFS_SUITE} from {sources} (about a minute; log: {log_path})")
+    log_path = BUILD_DIR / f"node-rootfs-{suite}.log"
+    tarball = BUILD_DIR / f"node-rootfs-{suite}.tar"
+    log(f"{tag}: mmdebstrap {suite} from {host_sources}'s mirror (about a minute;"
+        f" log: {log_path})")
     started = time.monotonic()
     try:
         # Through a file rather than a pipe: a failing mmdebstrap must not leave a truncated
@@ -358,8 +409,13 @@ def _ensure_rootfs(client: docker.DockerClient, log: Callable[[str], None]) -> s
             out.flush()
             result = subprocess.run(command, stdout=tar, stderr=out, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
+            if _suite_missing(log_path.read_text(errors="replace"), suite):
+                raise LabError(
+                    f"{tag}: the mirror in {host_sources} does not serve Debian suite"
+                    f" {suite!r}; pick another release; full log: {log_path}"
+                )
             raise LabError(
-                f"{tag}: `mmdebstrap ... {ROOTFS_SUITE} - {sources}` failed"
+                f"{tag}: `mmdebstrap ... {suite} - {sources}` failed"
                 f" (exit {result.returncode}); full log: {log_path}"
             )
         answer = client.api.import_image(
@@ -374,16 +430,26 @@ def _ensure_rootfs(client: docker.DockerClient, log: Callable[[str], None]) -> s
         tarball.unlink(missing_ok=True)
     if not _labelled(client, tag, digest):
         raise LabError(f"{tag}: `docker import` did not produce the image; full log: {log_path}")
-    _untag_stale_rootfs(client, tag)
+    _untag_stale_rootfs(client)
     log(f"{tag}: made in {time.monotonic() - started:.0f} s")
     return tag
 
 
-def _untag_stale_rootfs(client: docker.DockerClient, current: str) -> None:
-    """Root file systems of older recipes are half a gigabyte each and never used again."""
+def _suite_missing(log_text: str, suite: str) -> bool:
+    """apt's words for a suite the mirror has no Release file for."""
+    return any(
+        suite in line and ("does not have a Release file" in line or "404" in line)
+        for line in log_text.splitlines()
+    )
+
+
+def _untag_stale_rootfs(client: docker.DockerClient) -> None:
+    """Root file systems of older recipes are half a gigabyte each and never used again;
+    every release's current one stays."""
+    current = {f"{ROOTFS_REPO}:{rootfs_digest(suite)}" for suite in RELEASES}
     for image in client.images.list(filters={"label": f"{LABEL_IMAGE}=node-rootfs"}):
         for tag in image.tags:
-            if tag.startswith(f"{ROOTFS_REPO}:") and tag != current:
+            if tag.startswith(f"{ROOTFS_REPO}:") and tag not in current:
                 with contextlib.suppress(APIError):
                     client.images.remove(tag)
 

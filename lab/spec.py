@@ -23,12 +23,22 @@ OS_FAMILIES = ("debian", "rhel")
 FIREWALL_POLICIES = ("disable", "open-ports")
 SELINUX_POLICIES = ("permissive", "unchanged")
 NODE_FIELDS = ("name", "role", "address")
+# The Debian release of the nodes, where swarmlab builds them: bookworm has Docker 20.10,
+# trixie Docker 26.1. Each provider's own list starts with its default.
+RELEASES = ("bookworm", "trixie")
+PROVIDER_RELEASES = {
+    "local": ("bookworm", "trixie"),
+    # The Incus image and the libvirt box are built from bookworm only, so far.
+    "incus": ("bookworm",),
+    "vagrant": ("bookworm",),
+}
 
 # What the lab file may hold at the top level, beside invoke's own settings.
 LAB_DEFAULTS: dict[str, Any] = {
     "name": "swarmlab",
     "provider": "local",
     "os_family": "debian",
+    "release": None,  # the provider's default (PROVIDER_RELEASES)
     "firewall": "open-ports",
     "selinux": "permissive",
     "time_sync": True,
@@ -49,7 +59,7 @@ LAB_DEFAULTS: dict[str, Any] = {
         "parallel": 8,
     },
     "state_dir": ".swarmlab",
-    "local": {"image": "swarmlab/node:bookworm"},
+    "local": {},  # image: swarmlab/node:<release> unless given
     "vagrant": {},
     "vmware": {},
     "incus": {},
@@ -77,6 +87,7 @@ class LabSpec:
     name: str
     provider: str
     os_family: str
+    release: str  # "" where swarmlab does not build the nodes (vmware: the template's)
     firewall: str
     selinux: str
     time_sync: bool
@@ -205,10 +216,16 @@ def parse_spec(data: dict[str, Any], known_extra: set[str] = frozenset()) -> Lab
     section = merged.get(provider) or {}
     if not isinstance(section, dict):
         raise SpecError(f"lab file: {provider} must be a mapping of that provider's settings")
+    release = parse_release(provider, merged["release"])
+    settings = fields.mapping(f"lab file: {provider}", section,
+                              what="a mapping of that provider's settings")
+    if provider == "local":
+        settings.setdefault("image", f"swarmlab/node:{release}")
     return LabSpec(
         name=name,
         provider=provider,
         os_family=fields.choice("lab file: os_family", merged["os_family"], OS_FAMILIES),
+        release=release,
         firewall=fields.choice("lab file: firewall", merged["firewall"], FIREWALL_POLICIES),
         selinux=fields.choice("lab file: selinux", merged["selinux"], SELINUX_POLICIES),
         time_sync=fields.flag("lab file: time_sync", merged["time_sync"]),
@@ -217,6 +234,26 @@ def parse_spec(data: dict[str, Any], known_extra: set[str] = frozenset()) -> Lab
         images=parse_images(merged["images"]),
         ssh=parse_ssh(merged["ssh"]),
         state_dir=fields.path("lab file: state_dir", merged["state_dir"]),
-        provider_settings=fields.mapping(f"lab file: {provider}", section,
-                                         what="a mapping of that provider's settings"),
+        provider_settings=settings,
     )
+
+
+def parse_release(provider: str, raw: Any) -> str:
+    """The nodes' Debian release: one the provider builds, its default when none is given."""
+    builds = PROVIDER_RELEASES.get(provider)
+    if builds is None:
+        if raw is not None:
+            raise SpecError(
+                f"lab file: release does not apply to provider {provider} (its nodes are"
+                " clones of your template, whatever it runs); remove it"
+            )
+        return ""
+    if raw is None:
+        return builds[0]
+    release = fields.choice("lab file: release", raw, RELEASES)
+    if release not in builds:
+        raise SpecError(
+            f"lab file: release {release} is not built for provider {provider}; allowed"
+            f" there: {', '.join(builds)}"
+        )
+    return release

@@ -1,0 +1,146 @@
+"""Node releases: `release:` in the lab file, the node image per Debian suite, and Docker's
+words on both generations (20.10 on bookworm, 26.1 on trixie) as the lessons match them.
+
+The words are real: tests/fixtures/docker_words/<release>/ holds what each release's docker
+printed on real nodes here (captured by capture.py in that folder).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab import images
+from lab.errors import LabError, SpecError
+from lab.failures.clock_skew_ca import X509
+from lab.failures.firewall_blocks_join import NO_ROUTE
+from lab.failures.non_overlay_network import CLI_TEXTS, DAEMON_TEXT
+from lab.failures.show import said_any
+from lab.spec import RELEASES, parse_spec
+from tests.conftest import write_lab
+
+WORDS = Path(__file__).parent / "fixtures" / "docker_words"
+NODES = [{"name": "manager1", "role": "manager", "address": "10.77.0.11"}]
+
+
+def spec(**fields):
+    return parse_spec({"nodes": NODES, **fields})
+
+
+# --- the lab file ------------------------------------------------------------------------------
+def test_release_picks_the_local_node_image():
+    assert spec(release="trixie").provider_settings["image"] == "swarmlab/node:trixie"
+    assert spec(release="bookworm").provider_settings["image"] == "swarmlab/node:bookworm"
+    default = spec()
+    assert default.release in RELEASES
+    assert default.provider_settings["image"] == f"swarmlab/node:{default.release}"
+    # An image named in the lab file wins over the release's.
+    given = spec(release="trixie", local={"image": "swarmlab/node:bookworm"})
+    assert given.provider_settings["image"] == "swarmlab/node:bookworm"
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"release": "sid"}, "lab file: release is 'sid'; allowed: bookworm, trixie"),
+    ({"release": 12}, "lab file: release is 12; allowed: bookworm, trixie"),
+    ({"release": "trixie", "provider": "vagrant"},
+     "lab file: release trixie is not built for provider vagrant; allowed there: bookworm"),
+    ({"release": "bookworm", "provider": "vmware"},
+     "lab file: release does not apply to provider vmware"),
+])
+def test_a_wrong_release_is_one_line(fields, words):
+    with pytest.raises(SpecError) as caught:
+        spec(**fields)
+    assert str(caught.value).startswith(words)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unknown_release_from_the_cli_is_one_line(tmp_path):
+    lab = write_lab(tmp_path, "t-h10-cli", 239, release="buster")
+    result = lab.invoke("lab.status")
+    assert result.code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].endswith("release is 'buster'; allowed: bookworm, trixie")
+    assert "Traceback" not in result.output
+
+
+def test_vmware_labs_have_no_release():
+    assert parse_spec({"nodes": NODES, "provider": "vmware"}).release == ""
+
+
+# --- the image recipe per suite -----------------------------------------------------------------
+def test_each_release_has_its_own_node_image_and_root_file_system():
+    assert {f"swarmlab/node:{r}" for r in RELEASES} <= set(images.IMAGE_NAMES)
+    digests = {images.rootfs_digest(r) for r in RELEASES}
+    assert len(digests) == len(RELEASES)
+    assert images.recipe_digest("swarmlab/node:trixie") != images.recipe_digest(
+        "swarmlab/node:bookworm")
+    # trixie's docker CLI is its own package; bookworm's comes with docker.io.
+    assert "docker-cli" in images.rootfs_packages("trixie")
+    assert "docker-cli" not in images.rootfs_packages("bookworm")
+
+
+def test_the_host_sources_get_the_release_suite_and_keep_the_mirror(tmp_path):
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text(
+        "Types: deb\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+        "Components: main\n\nTypes: deb\nURIs: http://mirror.example/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n")
+    out = images.suite_sources("trixie", deb822, "bookworm")
+    assert "Suites: trixie trixie-updates\n" in out and "Suites: trixie-security\n" in out
+    assert out.count("http://mirror.example/") == 2 and "bookworm" not in out
+    one_line = tmp_path / "sources.list"
+    one_line.write_text("deb http://m.example/debian bookworm main\n"
+                        "deb [signed-by=/k.gpg] http://m.example/bookworm-stuff bookworm-updates"
+                        " main\n# deb http://m.example/debian bookworm main\n")
+    out = images.suite_sources("trixie", one_line, "bookworm")
+    assert out.splitlines() == [
+        "deb http://m.example/debian trixie main",
+        "deb [signed-by=/k.gpg] http://m.example/bookworm-stuff trixie-updates main",
+        "# deb http://m.example/debian bookworm main",
+    ]
+
+
+@pytest.mark.local
+def test_a_suite_the_mirror_does_not_serve_is_one_line_naming_it():
+    # A real mmdebstrap against the host's mirror, which has no such suite: apt says 404.
+    client = images._engine(None)
+    with pytest.raises(LabError) as caught:
+        images._ensure_rootfs(client, lambda line: None, "swarmlab-nosuch")
+    text = str(caught.value)
+    assert "does not serve Debian suite 'swarmlab-nosuch'" in text and "\n" not in text
+
+
+# --- Docker's words, as each generation says them -----------------------------------------------
+def words(release: str, name: str) -> str:
+    return (WORDS / release / name).read_text()
+
+
+@pytest.mark.parametrize("release, version", [("bookworm", "20.10."), ("trixie", "26.1.")])
+def test_the_fixtures_come_from_each_docker_generation(release, version):
+    assert words(release, "version.txt").startswith(version)
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_failure_2_knows_the_cli_and_daemon_words_of_both(release):
+    assert said_any(words(release, "non_overlay_cli.txt"), CLI_TEXTS)
+    assert said_any(words(release, "non_overlay_daemon.txt"), DAEMON_TEXT)
+
+
+def test_the_cli_words_of_failure_2_really_differ():
+    # Why CLI_TEXTS holds two: each generation's text misses the other's stable part.
+    bookworm, trixie = (words(r, "non_overlay_cli.txt") for r in RELEASES)
+    assert not said_any(trixie, CLI_TEXTS[0]) and not said_any(bookworm, CLI_TEXTS[1])
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_failure_3_sees_no_route_through_either_grpc_wrapper(release):
+    said = words(release, "join_no_route.txt")
+    assert said_any(said, NO_ROUTE)
+    # The wrappers differ ("Error while dialing dial tcp" / "Error while dialing: dial tcp").
+    assert "rpc error: code = Unavailable" in said
+
+
+@pytest.mark.parametrize("release", RELEASES)
+def test_failure_4_sees_the_x509_words_of_both(release):
+    assert said_any(words(release, "ca_not_yet_valid.txt"), X509)
