@@ -1,9 +1,10 @@
 """non-overlay-network: a service asked for on a local bridge network.
 
 `docker network create NAME` makes a bridge (the default driver), local to the node that
-made it. Services only run on networks scoped to the swarm: the 20.10 CLI, which looks the
-name up among those, says "Error: No such network: NAME"; the daemon itself (asked through
-the API, as newer CLIs do) names the reason. Both are shown where the node has curl.
+made it. Services only run on networks scoped to the swarm: the CLI, which looks the name up
+among those, says "Error: No such network: NAME" (Docker 20.10, bookworm) or "Error response
+from daemon: network NAME not found" (26.1, trixie); the daemon itself, asked through the
+API, names the reason in the same words on both. Both are shown where the node has curl.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from .swarmops import wait_for_leader
 
 NETWORK = "lesson-net"
 SERVICE = "lesson-web"
-CLI_TEXT = f"No such network: {NETWORK}"
+# The CLI's words, one stable part per Docker generation (real output:
+# tests/fixtures/docker_words/*/non_overlay_cli.txt).
+CLI_TEXTS = (f"No such network: {NETWORK}", f"network {NETWORK} not found")
 DAEMON_TEXT = "cannot be used with services"
 RUNNING_WAIT = 60
 
@@ -39,14 +42,16 @@ class NonOverlayNetwork(Failure):
         cause=Text(
             f"`docker network create {NETWORK}` made a bridge network (the default driver) on"
             " this node only: its scope is local. A service runs its tasks across the swarm and"
-            " can only use networks scoped to the swarm. The 20.10 CLI looks the name up among"
-            f" those and says \"Error: No such network: {NETWORK}\"; the daemon says \"The"
+            " can only use networks scoped to the swarm. The CLI looks the name up among those"
+            f" and says \"Error: No such network: {NETWORK}\" (Docker 20.10) or \"network"
+            f" {NETWORK} not found\" (Docker 26.1); the daemon says \"The"
             f" network {NETWORK} cannot be used with services. Only networks scoped to the swarm"
             " can be used, such as those created with the overlay driver.\"",
             f"`docker network create {NETWORK}` 创建的是 bridge 网络（默认驱动），只存在于当前节点"
             "，"
-            "作用域为 local。服务的任务分布在整个 swarm 上，只能使用作用域为 swarm 的网络。20.10 版"
-            f"命令行只在这类网络中查找该名字，于是报 \"Error: No such network: {NETWORK}\"；守护进"
+            "作用域为 local。服务的任务分布在整个 swarm 上，只能使用作用域为 swarm 的网络。"
+            f"命令行只在这类网络中查找该名字，于是报 \"Error: No such network: {NETWORK}\""
+            f"（Docker 20.10）或 \"network {NETWORK} not found\"（Docker 26.1）；守护进"
             "程"
             f"的原话是 \"The network {NETWORK} cannot be used with services. Only networks scoped"
             " to the swarm can be used, such as those created with the overlay driver.\"",
@@ -90,7 +95,7 @@ class NonOverlayNetwork(Failure):
         show.run(manager, f"docker network create {NETWORK}")
         show.run(manager, f"docker network ls --filter name={NETWORK}")
         result = show.run(manager, self._service_command(lab))
-        show.expect(result, CLI_TEXT, "the 20.10 CLI: No such network")
+        show.expect(result, CLI_TEXTS, "the CLI: no such network")
         if manager.run("command -v curl", timeout=30).ok:
             show.say("The CLI hides the daemon's reason; ask the daemon itself, through its API:")
             result = show.run(manager, self._api_request(lab))

@@ -1,10 +1,10 @@
 """Services on networks that are not swarm overlays, and local networks made for services.
 
 Only networks scoped to the swarm can carry a service. A local `docker network create NAME`
-(bridge, the default driver) on a manager is what a service was usually meant for: the
-20.10 CLI then says "Error: No such network: NAME", the daemon "The network NAME cannot be
-used with services". A service on a swarm-scoped bridge or the host network runs, but its
-tasks on different nodes cannot reach each other.
+(bridge, the default driver) on a manager is what a service was usually meant for: the CLI
+then says "Error: No such network: NAME" (Docker 20.10) or "network NAME not found" (26.1),
+the daemon "The network NAME cannot be used with services". A service on a swarm-scoped
+bridge or the host network runs, but its tasks on different nodes cannot reach each other.
 """
 
 from __future__ import annotations
@@ -80,10 +80,12 @@ def _unused_local(survey: Survey) -> list[Finding]:
                      "服务也无法使用"),
                 Text(f"it was made with `docker network create {name}` (bridge by default) for a"
                      f" service; `docker service create --network {name}` says 'No such network:"
-                     f" {name}', the daemon 'Only networks scoped to the swarm can be used, such"
+                     f" {name}' (Docker 20.10) or 'network {name} not found' (26.1), the daemon"
+                     " 'Only networks scoped to the swarm can be used, such"
                      " as those created with the overlay driver'",
                      f"它多半是为服务用 `docker network create {name}`（默认 bridge 驱动）创建的；"
-                     f"`docker service create --network {name}` 会报 'No such network: {name}'，"
+                     f"`docker service create --network {name}` 会报 'No such network: {name}'"
+                     f"（Docker 20.10）或 'network {name} not found'（26.1），"
                      "守护进程的原话是 'Only networks scoped to the swarm can be used, such as"
                      " those created with the overlay driver'"),
                 Text(f"`docker network rm {name}` and `docker network create -d overlay {name}`"
