@@ -10,6 +10,7 @@ What stays open (root keeps SYS_ADMIN) is said in lab/providers/local.py and the
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LabHandle, lab_fixture
+from tests.container_flags import hardening_gaps
 
 pytestmark = [pytest.mark.local, pytest.mark.security]
 
@@ -49,6 +51,14 @@ def host_block_device() -> tuple[str, str]:
             continue
         return entry.name, (entry / "dev").read_text().strip()
     pytest.skip("no block device that this host's root can open: nothing to compare with")
+
+
+def test_the_engine_shows_the_container_node_flags(lab: LabHandle) -> None:
+    inspected = json.loads(subprocess.run(["docker", "inspect", MANAGER], capture_output=True,
+                                          text=True, check=True).stdout)[0]
+    assert hardening_gaps(inspected) == []
+    # Through the API a node's own net tree stays writable; every other tree is read-only.
+    assert "/proc/sys/net" not in inspected["HostConfig"]["ReadonlyPaths"]
 
 
 def test_a_node_cannot_open_a_block_device_of_the_host(lab: LabHandle) -> None:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.container_node import CAPS_DROPPED, run_args
 from lab.errors import LabError, SpecError
-from lab.providers.local import NODE_CAPS_DROPPED, NODE_SECURITY_OPTS
 from lab.providers.vagrant import VagrantProvider, parse_settings
 from lab.spec import parse_spec
 from lab.state import LabState
@@ -176,16 +176,26 @@ def test_snapshots_and_clock_follow_the_vagrant_provider(tmp_path: Path) -> None
     assert vms.advertise_address(vms.spec.node("worker1")) == "10.201.45.13"
 
 
-def test_docker_machines_get_the_local_providers_container_flags() -> None:
+def test_docker_machines_get_the_local_providers_container_flags(tmp_path: Path) -> None:
+    provider = provider_for(tmp_path, "t-h11-flags", 241, provider="docker")
+    provider._write_project()
+    spec = json.loads(provider.project.spec_path.read_text())
+    for node in spec["nodes"]:
+        args = node["container_args"]
+        # lab/container_node.py's flags, as the local provider has them, and nothing looser.
+        assert args[:len(run_args())] == run_args()
+        for cap in CAPS_DROPPED:
+            assert ["--cap-drop", cap] in [args[i:i + 2] for i in range(len(args))]
+        assert "--device-cgroup-rule" not in args and "--privileged" not in args
+        assert not any("systempaths" in arg for arg in args)
+        assert args[args.index("--ip") + 1] == node["address"]
+        assert f"swarmlab.node={node['name']}" in args
+        assert any(arg.startswith(f"type=volume,source={node['volume']},target=/var/lib/docker")
+                   for arg in args)
+    # The Vagrantfile keeps no flags of its own: it hands over the JSON's.
     text = VAGRANTFILE.read_text()
-    for cap in NODE_CAPS_DROPPED:
-        assert f'"--cap-drop", "{cap}"' in text
-    for option in [*NODE_SECURITY_OPTS, "systempaths=unconfined"]:
-        assert f'"--security-opt", "{option}"' in text
-    for flag in ('"--cgroupns", "private"', '"--tmpfs", "/run"', "target=/var/lib/docker",
-                 "volume-label=swarmlab.lab=", "d.has_ssh = true"):
-        assert flag in text
-    assert '"--privileged"' not in text and "d.privileged" not in text
+    assert 'd.create_args = node["container_args"]' in text
+    assert "--cap-drop" not in text and "--security-opt" not in text and "d.privileged" not in text
     assert not (VAGRANTFILE.parent / "__init__.py").exists()
 
 

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import CLIResult, run_cli
+from tests.container_flags import hardening_gaps
 from tests.vsphere_fixtures import *  # noqa: F403 (the lane's fixtures: __all__)
 from tests.vsphere_fixtures import TEMPLATE, USER, find_vms
 
@@ -79,6 +80,12 @@ def test_up_gives_a_swarm_of_simulated_vms_and_down_removes_them(
             ("worker1", "poweredOn", True, "worker")]
         assert [n["address"] for n in nodes] == [f"{prefix}.11", f"{prefix}.12", f"{prefix}.13"]
         assert len(labelled("container", name)) == 3
+        # vcsim's container VMs are container nodes with the local provider's flags.
+        inspected = json.loads(subprocess.run(
+            ["docker", "inspect", *labelled("container", name)], capture_output=True, text=True,
+            check=True).stdout)
+        assert {c["Name"]: hardening_gaps(c) for c in inspected} == {
+            c["Name"]: [] for c in inspected}
         assert len(find_vms(service, f"{name}-")) == 3
 
         rerun = cli("lab.up")

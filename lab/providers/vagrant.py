@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import APIError, NotFound
 
-from .. import fields, hostkeys, libvirt
+from .. import container_node, fields, hostkeys, libvirt
 from ..box import BOX_NAME, box_version, recipe_digest
 from ..errors import LabError, NodeError, SpecError
 from ..spec import LabSpec, NodeSpec
@@ -44,7 +43,6 @@ from ..vagrant_project import (
     version_tuple,
 )
 from .base import MachineStatus, Provider, SSHTarget
-from .local import LABEL_LAB, LABEL_NODE, apt_mirror_hosts, docker_client, host_routes
 
 VAGRANT_PROVIDERS = ("virtualbox", "libvirt", "docker")
 LIBVIRT_DRIVERS = ("auto", "kvm", "qemu")
@@ -152,7 +150,7 @@ class VagrantProvider(Provider):
     @property
     def docker(self) -> docker.DockerClient:
         if self._client is None:
-            self._client = docker_client()
+            self._client = container_node.docker_client()
         return self._client
 
     def host_key_alias(self, node: NodeSpec) -> str:
@@ -184,6 +182,8 @@ class VagrantProvider(Provider):
         libvirt_provider = self.settings.provider == "libvirt"
         lab_key = hostkeys.lab_key(self.lab_dir, self.spec.name)
         docker_provider = self.settings.provider == "docker"
+        # The host's apt mirror names, resolved on the host: a node never asks DNS elsewhere.
+        mirror_hosts = container_node.apt_mirror_hosts() if docker_provider else {}
         return {
             "lab": self.spec.name,
             "provider": self.settings.provider,
@@ -208,14 +208,27 @@ class VagrantProvider(Provider):
             "public_key": hostkeys.public_key(lab_key),
             "private_key": str(lab_key),
             "authorized_keys": str(self.project.directory / AUTHORIZED_KEYS),
-            "extra_hosts": apt_mirror_hosts() if docker_provider else {},
             "nodes": [
                 {"name": node.name, "role": node.role, "address": node.address,
                  "machine": self.machine_name(node), "volume": self.volume_name(node),
-                 "console_log": str(self.lab_dir / f"console-{node.name}.log")}
+                 "console_log": str(self.lab_dir / f"console-{node.name}.log"),
+                 **({"container_args": self._container_args(node, mirror_hosts)}
+                    if docker_provider else {})}
                 for node in self.spec.nodes
             ],
         }
+
+    def _container_args(self, node: NodeSpec, mirror_hosts: dict[str, str]) -> list[str]:
+        """The docker machine's create_args: a container node (lab/container_node.py, the
+        local provider's flags), written into the JSON so the Vagrantfile has none of its own."""
+        return [
+            *container_node.node_run_args(self.spec.name, node.name, self.network_name,
+                                          node.address, mirror_hosts),
+            *container_node.volume_mount(self.spec.name, node.name, self.volume_name(node)),
+            # SSH is published on a port Docker picks on the loopback only: no race between
+            # machines created in parallel, nothing reachable from outside the host.
+            "--publish", "127.0.0.1::22",
+        ]
 
     def _write_project(self) -> None:
         spec = self.vagrant_spec()
@@ -274,20 +287,10 @@ class VagrantProvider(Provider):
                 " run `make docker` or `apt-get install docker.io`"
             )
         engine = self.docker.version().get("Version", "?")
-        self._check_docker_subnet()
-        from ..images import ensure_images
-
-        wanted = [self.settings.image, *self.spec.images.values()]
-        local = [name for name in wanted if name.startswith("swarmlab/")]
-        built = ensure_images(local, log=self.log, client=self.docker)
-        for name in set(wanted) - set(local):
-            try:
-                self.docker.images.get(name)
-            except NotFound:
-                raise LabError(
-                    f"image {name} is not on this host and nothing can be pulled here;"
-                    " load it with `docker load` or use the swarmlab/ images"
-                ) from None
+        container_node.check_subnet(self.docker, self.network_name, self.spec.name,
+                                    self.spec.subnet)
+        built = container_node.check_images(
+            self.docker, [self.settings.image, *self.spec.images.values()], self.log)
         lines = [f"docker engine {engine}, node image {self.settings.image}"]
         return lines + [f"image {name}: {how}" for name, how in built.items() if how != "ok"]
 
@@ -349,7 +352,7 @@ class VagrantProvider(Provider):
         existing = libvirt.networks()
         own = {existing[name] for name in (self.network_name, self.management_network)
                if existing.get(name)}
-        for route, dev in host_routes():
+        for route, dev in container_node.host_routes():
             if dev in own:
                 continue
             for what, network in (("subnet", subnet), ("vagrant.management_subnet", management)):
@@ -390,37 +393,6 @@ class VagrantProvider(Provider):
             if current not in [b.version for b in have]:
                 line += "; its recipe has changed since: `make box` rebuilds it"
         return line
-
-    def _check_docker_subnet(self) -> None:
-        subnet = ipaddress.IPv4Network(self.spec.subnet)
-        network = self._existing_network()
-        own_bridge = None
-        if network is not None:
-            configs = network.attrs.get("IPAM", {}).get("Config") or []
-            current = configs[0].get("Subnet") if configs else None
-            if current != str(subnet):
-                raise SpecError(
-                    f"lab file: subnet {subnet} differs from the lab's existing network"
-                    f" ({current}); run `invoke lab.down` first or keep subnet {current}"
-                )
-            options = network.attrs.get("Options") or {}
-            own_bridge = options.get("com.docker.network.bridge.name") or "br-" + network.id[:12]
-        for route, dev in host_routes():
-            if dev != own_bridge and route.overlaps(subnet):
-                raise SpecError(
-                    f"lab file: subnet {subnet} overlaps the host's route {route} on {dev};"
-                    " pick a free range, for example 10.78.0.0/24"
-                )
-
-    def _existing_network(self) -> Any | None:
-        networks = self.docker.networks.list(names=[self.network_name])
-        network = next((n for n in networks if n.name == self.network_name), None)
-        if network is not None and network.attrs.get("Labels", {}).get(LABEL_LAB) != self.spec.name:
-            raise LabError(
-                f"a Docker network named {self.network_name} exists but is not this lab's;"
-                " rename the lab (name:) or remove that network yourself"
-            )
-        return network
 
     # --- create ----------------------------------------------------------------------------
     def create(self) -> dict[str, str]:
@@ -541,24 +513,10 @@ class VagrantProvider(Provider):
 
     # --- docker machines: the lab's network and leftovers ------------------------------
     def _ensure_network(self) -> None:
-        if self._existing_network() is not None:
-            return
-        subnet = ipaddress.IPv4Network(self.spec.subnet)
-        ipam = docker.types.IPAMConfig(pool_configs=[
-            docker.types.IPAMPool(subnet=str(subnet), gateway=str(next(subnet.hosts())))
-        ])
-        try:
-            self.docker.networks.create(
-                self.network_name, driver="bridge", ipam=ipam,
-                labels={LABEL_LAB: self.spec.name},
-                options={"com.docker.network.bridge.name": f"sl-{self.spec.name}"[:15]},
-            )
-        except APIError as exc:
-            raise LabError(
-                f"cannot create network {self.network_name} on {subnet}: {exc.explanation};"
-                " pick another subnet in the lab file"
-            ) from None
-        self.state.record_resource("network", self.network_name)
+        _network, made = container_node.ensure_network(self.docker, self.network_name,
+                                                       self.spec.name, self.spec.subnet)
+        if made:
+            self.state.record_resource("network", self.network_name)
 
     def _remove_orphans(self, node: NodeSpec) -> None:
         """A container (and volume) Vagrant does not know: left by an interrupted `up`.
@@ -566,13 +524,10 @@ class VagrantProvider(Provider):
         Vagrant would fail on the name; a new machine gets a new disk, like any fresh up.
         Only what carries this lab's and this node's labels is touched.
         """
-        selector = {"label": [f"{LABEL_LAB}={self.spec.name}", f"{LABEL_NODE}={node.name}"]}
-        for container in self.docker.containers.list(all=True, filters=selector):
-            container.remove(force=True)
-            self.log(f"    {node.name}: removed container {container.name} left by an"
-                     " interrupted run")
-        for volume in self.docker.volumes.list(filters=selector):
-            volume.remove(force=True)
+        for what in container_node.remove_labelled(self.docker, self.spec.name, node.name,
+                                                   kinds=("containers", "volumes")):
+            if what.startswith("container "):
+                self.log(f"    {node.name}: removed {what} left by an interrupted run")
 
     # --- status / destroy / halt ---------------------------------------------------------
     def status(self) -> list[MachineStatus]:
@@ -630,7 +585,8 @@ class VagrantProvider(Provider):
                     )
                 removed += [f"{provider} machine {name}" for name in existing]
         if provider == "docker":
-            removed += self._remove_labelled()
+            # Whatever Docker holds with this lab's label: leftovers, volumes, the network.
+            removed += container_node.remove_labelled(self.docker, self.spec.name)
         elif provider == "libvirt":
             removed += self._remove_libvirt_networks(made)
         if self.project.directory.exists():
@@ -668,21 +624,6 @@ class VagrantProvider(Provider):
             if name in existing:
                 libvirt.remove_network(name)
                 removed.append(f"libvirt network {name}")
-        return removed
-
-    def _remove_labelled(self) -> list[str]:
-        """Whatever Docker holds with this lab's label: leftovers, volumes, the network."""
-        removed = []
-        selector = {"label": f"{LABEL_LAB}={self.spec.name}"}
-        for container in self.docker.containers.list(all=True, filters=selector):
-            container.remove(force=True)
-            removed.append(f"container {container.name}")
-        for volume in self.docker.volumes.list(filters=selector):
-            volume.remove(force=True)
-            removed.append(f"volume {volume.name}")
-        for network in self.docker.networks.list(filters=selector):
-            network.remove()
-            removed.append(f"network {network.name}")
         return removed
 
     def halt(self, node: NodeSpec | None = None) -> None:

@@ -10,14 +10,13 @@ so every one is shell-quoted here.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import shlex
 from pathlib import Path
 from typing import Any
 
-from .. import hostkeys
-from ..errors import LabError, SpecError
+from .. import container_node, hostkeys
+from ..errors import SpecError
 from ..spec import LabSpec, NodeSpec
 
 RUN_CONTAINER = "RUN.container"
@@ -38,28 +37,16 @@ def authorized_keys(lab_dir: Path, lab: str) -> Path:
 
 
 def run_args(spec: LabSpec, node: NodeSpec, image: str, keys_file: Path) -> list[str]:
-    """`docker run` arguments of one node: the local provider's node container, on the lab's
-    own network at the node's fixed address, labelled with the lab's name."""
-    from ..providers.local import LABEL_LAB, LABEL_NODE, NODE_CAPS_DROPPED, NODE_SECURITY_OPTS
-
+    """`docker run` arguments of one node: a container node (lab/container_node.py, the
+    local provider's flags) on the lab's own network at the node's fixed address."""
     return [
         # vcsim mounts a volume at /sys/class/dmi/id, which kernels without DMI lack and
         # sysfs cannot create: a tmpfs /sys (cgroups are still mounted below it) makes room.
         "--tmpfs", "/sys",
-        "--cap-add", "ALL",
-        *[arg for cap in NODE_CAPS_DROPPED for arg in ("--cap-drop", cap)],
-        *[arg for opt in NODE_SECURITY_OPTS for arg in ("--security-opt", opt)],
-        "--device-cgroup-rule", "a *:* rwm",
-        "--cgroupns", "private",
-        "--tmpfs", "/run",
-        "--tmpfs", "/run/lock",
+        *container_node.node_run_args(spec.name, node.name, network_name(spec), node.address),
         # An anonymous volume: vcsim's `docker rm -v` removes it with the VM.
-        "--mount", f"type=volume,dst=/var/lib/docker,volume-label={LABEL_LAB}={spec.name}",
+        *container_node.volume_mount(spec.name, node.name),
         "--hostname", node.name,
-        "--network", network_name(spec),
-        "--ip", node.address,
-        "--label", f"{LABEL_LAB}={spec.name}",
-        "--label", f"{LABEL_NODE}={node.name}",
         "-v", f"{keys_file}:/root/.ssh/authorized_keys:ro",
         image,
     ]
@@ -84,40 +71,8 @@ def check_image(client: Any, image: str) -> None:
 
 def ensure_network(client: Any, spec: LabSpec) -> tuple[Any, bool]:
     """The lab's labelled bridge network on its subnet; (network, made now)."""
-    from ..providers.local import LABEL_LAB
-
-    name = network_name(spec)
-    existing = [n for n in client.networks.list(names=[name]) if n.name == name]
-    if existing:
-        network = existing[0]
-        if network.attrs.get("Labels", {}).get(LABEL_LAB) != spec.name:
-            raise LabError(
-                f"a Docker network named {name} exists but is not this lab's; rename the lab"
-                " (name:) or remove that network yourself"
-            )
-        return network, False
-    import docker
-
-    subnet = ipaddress.IPv4Network(spec.subnet)
-    ipam = docker.types.IPAMConfig(
-        pool_configs=[docker.types.IPAMPool(subnet=str(subnet), gateway=str(next(subnet.hosts())))]
-    )
-    try:
-        network = client.networks.create(name, driver="bridge", ipam=ipam,
-                                         labels={LABEL_LAB: spec.name})
-    except docker.errors.APIError as exc:
-        raise LabError(
-            f"cannot create Docker network {name} on {subnet}: {exc.explanation};"
-            " pick another subnet in the lab file"
-        ) from None
-    return network, True
+    return container_node.ensure_network(client, network_name(spec), spec.name, spec.subnet)
 
 
 def remove_network(client: Any, spec: LabSpec) -> list[str]:
-    from ..providers.local import LABEL_LAB
-
-    removed = []
-    for network in client.networks.list(filters={"label": f"{LABEL_LAB}={spec.name}"}):
-        network.remove()
-        removed.append(f"network {network.name}")
-    return removed
+    return container_node.remove_labelled(client, spec.name, kinds=("networks",))
