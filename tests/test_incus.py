@@ -194,8 +194,11 @@ def test_a_project_or_network_not_made_by_swarmlab_is_refused(
 
 def test_bad_incus_settings_are_one_line(tmp_path: Path) -> None:
     for extra, message in (
-        ({"incus": {"cpu": 2}}, "incus.cpu is unknown; allowed: cpus, memory, pool"),
+        ({"incus": {"cpu": 2}}, "incus.cpu is unknown; allowed: client_cert, client_key, cpus"),
         ({"incus": {"memory": "lots"}}, "incus.memory is 'lots'; allowed: a size"),
+        ({"incus": {"remote": "http://127.0.0.1:8443"}}, "incus.remote is 'http://127.0.0.1:8443';"
+                                                          " allowed: an https:// URL"),
+        ({"incus": {"remote": "https://127.0.0.1:8443"}}, "incus.remote needs incus.client_cert"),
     ):
         bad = write_lab(tmp_path, "t-h8-bad", 183, provider="incus", **extra)
         result = bad.invoke("lab.up")
@@ -210,6 +213,63 @@ def test_no_incusd_is_one_line_saying_how_to_start_it(tmp_path: Path) -> None:
     line = result.stderr.strip()
     assert "\n" not in line and f"no Incus daemon answers on {tmp_path / 'no.socket'}" in line
     assert "run `make incus`" in line
+
+
+@pytest.fixture
+def https_incus(incus: Incus, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The local incusd also on https://127.0.0.1:18443, trusting a client certificate made
+    here: the remote path over real TLS. Both are undone afterwards."""
+    before = incus.get("/1.0")["config"].get("core.https_address", "")
+    files = {"client_cert": str(tmp_path / "client.crt"),
+             "client_key": str(tmp_path / "client.key")}
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:secp384r1", "-nodes", "-days", "1",
+                    "-subj", "/CN=swarmlab-test-incus", "-keyout", files["client_key"],
+                    "-out", files["client_cert"]], check=True, capture_output=True)
+    if not before:
+        incus.request("PATCH", "/1.0", {"config": {"core.https_address": "127.0.0.1:18443"}})
+    url = f"https://{before or '127.0.0.1:18443'}"
+    pem = Path(files["client_cert"]).read_text()
+    body = "".join(pem.strip().splitlines()[1:-1])
+    incus.post("/1.0/certificates", {"type": "client", "name": "swarmlab-test-incus",
+                                     "certificate": body})
+    fingerprint = subprocess.run(
+        ["openssl", "x509", "-in", files["client_cert"], "-noout", "-fingerprint", "-sha256"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split("=", 1)[1].strip().replace(":", "").lower()
+    try:
+        yield {"remote": url, "server_cert": "/var/lib/incus/server.crt", **files}
+    finally:
+        incus.delete(f"/1.0/certificates/{fingerprint}")
+        if not before:
+            incus.request("PATCH", "/1.0", {"config": {"core.https_address": ""}})
+
+
+def test_a_remote_incus_over_https_with_a_client_certificate(
+        https_incus: dict[str, str], tmp_path: Path) -> None:
+    remote = write_lab(tmp_path, "t-h8-remote", 185, nodes=1, provider="incus",
+                       incus=https_incus)
+    try:
+        up = remote.invoke("lab.up")
+        assert up.code == 0, up.output
+        assert [(n["name"], n["ready"]) for n in remote.status()["nodes"]] == [
+            ("manager1", True)]
+    finally:
+        down = remote.invoke("lab.down")
+    assert down.code == 0 and "removed project swarmlab-t-h8-remote" in down.stdout, down.output
+    # A certificate the server does not trust: one line that says how to make it trusted.
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=x",
+                    "-keyout", str(stranger / "k"), "-out", str(stranger / "c")],
+                   check=True, capture_output=True)
+    untrusted = write_lab(tmp_path, "t-h8-remote", 185, nodes=1, provider="incus", incus={
+        **https_incus, "client_cert": str(stranger / "c"), "client_key": str(stranger / "k")})
+    result = untrusted.invoke("lab.up")
+    assert result.code == 1 and "Traceback" not in result.output, result.output
+    assert f"does not trust {stranger / 'c'}" in result.stderr
+    assert "incus config trust add-certificate" in result.stderr
 
 
 def test_down_removes_the_project_network_and_nodes_only(lab: LabHandle, incus: Incus) -> None:

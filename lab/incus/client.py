@@ -13,7 +13,9 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -44,6 +46,30 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self._path)
 
 
+class _TLSConnection(http.client.HTTPSConnection):
+    """HTTPS to a remote Incus: the client certificate it trusts, and its own certificate
+    pinned (Incus servers sign their own; the pinned file is their identity, not a name)."""
+
+    def __init__(self, url: str, timeout: float, tls: Remote):
+        parsed = urllib.parse.urlsplit(url)
+        context = ssl.create_default_context(cafile=tls.server_cert)
+        if tls.server_cert:
+            context.check_hostname = False
+        context.load_cert_chain(tls.client_cert, tls.client_key)
+        super().__init__(parsed.hostname or "", parsed.port or 8443, timeout=timeout,
+                         context=context)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A remote Incus server or cluster: its URL and the TLS files that identify both ends."""
+
+    url: str
+    client_cert: str
+    client_key: str
+    server_cert: str | None = None  # None: the system's CAs vouch for the server's name
+
+
 def socket_path() -> str:
     if os.environ.get("INCUS_SOCKET"):
         return os.environ["INCUS_SOCKET"]
@@ -55,19 +81,43 @@ def socket_path() -> str:
 class Incus:
     """One Incus server; `project` is added to every request that names one."""
 
-    def __init__(self, path: str | None = None, timeout: float = 120):
-        self.path = path or socket_path()
+    def __init__(self, path: str | None = None, timeout: float = 120,
+                 remote: Remote | None = None):
+        self.remote = remote
+        self.path = remote.url if remote else path or socket_path()
         self.timeout = timeout
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.remote:
+            return _TLSConnection(self.remote.url, self.timeout, self.remote)
+        return _UnixConnection(self.path, self.timeout)
 
     def ping(self) -> dict[str, Any]:
         """The server's /1.0; a LabError that says how to start Incus when nothing answers."""
         try:
-            return self.get("/1.0")
+            server = self.get("/1.0")
+        except ssl.SSLError as exc:
+            raise LabError(
+                f"TLS with the Incus server at {self.path} failed ({exc.reason or exc});"
+                " check incus.server_cert, incus.client_cert and incus.client_key"
+            ) from None
         except OSError as exc:
+            if self.remote:
+                raise LabError(
+                    f"no Incus server answers at {self.path} ({exc.strerror or exc});"
+                    " check incus.remote and that the server listens there"
+                    " (core.https_address)"
+                ) from None
             raise LabError(
                 f"no Incus daemon answers on {self.path} ({exc.strerror or exc});"
                 " run `make incus` to install and start it"
             ) from None
+        if self.remote and server.get("auth") != "trusted":
+            raise LabError(
+                f"the Incus server at {self.path} does not trust {self.remote.client_cert};"
+                f" on the server: `incus config trust add-certificate CERT` with that file"
+            )
+        return server
 
     # --- requests ------------------------------------------------------------------------
     def request(
@@ -93,7 +143,7 @@ class Incus:
         else:
             payload = json.dumps(body).encode()
             sent_headers["Content-Type"] = "application/json"
-        connection = _UnixConnection(self.path, self.timeout)
+        connection = self._connection()
         try:
             connection.request(method, url, body=payload, headers=sent_headers)
             response = connection.getresponse()

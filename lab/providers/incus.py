@@ -20,18 +20,24 @@ import contextlib
 import ipaddress
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from .. import hostkeys
 from ..errors import LabError, NodeError, SpecError
-from ..incus.client import Incus, IncusError
+from ..incus.client import Incus, IncusError, Remote
 from ..spec import NodeSpec
 from ..waits import wait_until
 from .base import MachineStatus, Provider
 
 LABEL = "user.swarmlab.lab"
 LABEL_NODE = "user.swarmlab.node"
-DEFAULT_SETTINGS: dict[str, Any] = {"cpus": 2, "memory": "1GiB", "pool": "swarmlab"}
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "cpus": 2, "memory": "1GiB", "pool": "swarmlab",
+    # A remote server or cluster over HTTPS; none: the local incusd on its unix socket.
+    "remote": None, "client_cert": None, "client_key": None, "server_cert": None,
+}
+TLS_FILES = ("client_cert", "client_key", "server_cert")
 SSH_WAIT_SECONDS = 90
 IMAGE_ALIAS_PREFIX = "swarmlab-node-"
 # Each lab project sees the default project's images (the node image is half a gigabyte:
@@ -59,7 +65,8 @@ class IncusProvider(Provider):
     @property
     def api(self) -> Incus:
         if self._api is None:
-            api = Incus()
+            self._check_settings()
+            api = Incus(remote=self._remote())
             api.ping()
             self._api = api
         return self._api
@@ -124,6 +131,32 @@ class IncusProvider(Provider):
             raise SpecError(
                 f"lab file: incus.memory is {memory!r}; allowed: a size such as 512MiB or 2GiB"
             )
+        remote = self.settings["remote"]
+        if remote is None:
+            return
+        if not str(remote).startswith("https://"):
+            raise SpecError(
+                f"lab file: incus.remote is {remote!r}; allowed: an https:// URL such as"
+                " https://incus1.example.org:8443"
+            )
+        for key in TLS_FILES:
+            value = self.settings[key]
+            if value is None and key != "server_cert":
+                raise SpecError(
+                    f"lab file: incus.remote needs incus.{key}: the path of the client"
+                    f" {'certificate' if key == 'client_cert' else 'key'} the server trusts"
+                )
+            if value is not None and not Path(value).expanduser().is_file():
+                raise SpecError(f"lab file: incus.{key} {value} is not a readable file")
+
+    def _remote(self) -> Remote | None:
+        settings = self.settings
+        if not settings["remote"]:
+            return None
+        files = {key: str(Path(settings[key]).expanduser()) if settings[key] else None
+                 for key in TLS_FILES}
+        return Remote(str(settings["remote"]), str(files["client_cert"]),
+                      str(files["client_key"]), files["server_cert"])
 
     def _owned(self, config: dict[str, Any]) -> bool:
         return config.get(LABEL) == self.spec.name
