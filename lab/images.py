@@ -65,6 +65,7 @@ ROOTFS_PACKAGES = (
 )  # fmt: skip
 # trixie split the docker CLI out of docker.io into its own package.
 SUITE_PACKAGES = {"bookworm": (), "trixie": ("docker-cli",)}
+SEED_PACKAGES = ("firewalld",)
 # mmdebstrap's mirror argument: the host's own apt sources, never a mirror name of ours.
 APT_SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 
@@ -84,11 +85,18 @@ class Recipe:
     directory: str  # its build files, under images/
     build_args: tuple[tuple[str, str], ...] = ()
     suite: str = ROOTFS_SUITE  # the Debian suite of a node image's root file system
+    extra: tuple[str, ...] = ()  # packages beyond the node's own (a variant's)
 
 
 RECIPES = {
     "swarmlab/node:bookworm": Recipe("node", "node", (("WITH_DOCKER", "1"),)),
     "swarmlab/node:trixie": Recipe("node-trixie", "node", (("WITH_DOCKER", "1"),), "trixie"),
+    # Nodes like the lesson's (`nodes_like: seed`): firewalld installed, and so enabled by its
+    # package and running at boot, in its default zone (public: everything but ssh rejected).
+    # Built when a lab asks for them, not by `make images`.
+    **{f"swarmlab/node-seed:{suite}": Recipe(f"node-seed-{suite}", "node",
+                                             (("WITH_DOCKER", "1"),), suite, SEED_PACKAGES)
+       for suite in RELEASES},
     "swarmlab/node-nodocker:bookworm": Recipe("node-nodocker", "node", (("WITH_DOCKER", "0"),)),
     "swarmlab/busybox:latest": Recipe("busybox", "busybox"),
     "swarmlab/whoami:latest": Recipe("whoami", "whoami"),
@@ -109,7 +117,7 @@ def recipe_digest(name: str, root: Path | None = None) -> str:
         "build_args": dict(recipe.build_args),
     }
     if recipe.directory == "node":
-        parts["rootfs"] = rootfs_digest(recipe.suite)
+        parts["rootfs"] = rootfs_digest(recipe.suite, recipe.extra)
     elif recipe.directory == "busybox":
         parts["busybox"] = hashlib.sha256(_busybox_binary().read_bytes()).hexdigest()
     elif recipe.directory == "whoami":
@@ -118,7 +126,7 @@ def recipe_digest(name: str, root: Path | None = None) -> str:
     return _digest(parts)
 
 
-def rootfs_digest(suite: str = ROOTFS_SUITE) -> str:
+def rootfs_digest(suite: str = ROOTFS_SUITE, extra: tuple[str, ...] = ()) -> str:
     """The digest of the node root file system's recipe; it is also the rootfs image's tag.
 
     The host's mirror is deliberately left out: where packages come from is the host's
@@ -129,7 +137,7 @@ def rootfs_digest(suite: str = ROOTFS_SUITE) -> str:
             "tool": "mmdebstrap",
             "suite": suite,
             "variant": ROOTFS_VARIANT,
-            "packages": rootfs_packages(suite),
+            "packages": rootfs_packages(suite) + extra,
         }
     )
 
@@ -279,7 +287,7 @@ def _build(client: docker.DockerClient, name: str, log: Callable[[str], None]) -
     build_args = dict(recipe.build_args)
     extra: dict[str, Path] = {}
     if recipe.directory == "node":
-        build_args["ROOTFS"] = _ensure_rootfs(client, log, recipe.suite)
+        build_args["ROOTFS"] = _ensure_rootfs(client, log, recipe.suite, recipe.extra)
     elif recipe.directory == "busybox":
         extra["busybox"] = _busybox_binary()
     elif recipe.directory == "whoami":
@@ -368,10 +376,11 @@ def _docker_build(
 
 
 def _ensure_rootfs(
-    client: docker.DockerClient, log: Callable[[str], None], suite: str = ROOTFS_SUITE
+    client: docker.DockerClient, log: Callable[[str], None], suite: str = ROOTFS_SUITE,
+    extra: tuple[str, ...] = (),
 ) -> str:
     """The node root file system's image tag, made by mmdebstrap if it is not there yet."""
-    digest = rootfs_digest(suite)
+    digest = rootfs_digest(suite, extra)
     tag = f"{ROOTFS_REPO}:{digest}"
     if _labelled(client, tag, digest):
         return tag
@@ -391,13 +400,13 @@ def _ensure_rootfs(
     command = [
         mmdebstrap,
         f"--variant={ROOTFS_VARIANT}",
-        f"--include={','.join(rootfs_packages(suite))}",
+        f"--include={','.join(rootfs_packages(suite) + extra)}",
         suite,
         "-",
         str(sources),
     ]
-    log_path = BUILD_DIR / f"node-rootfs-{suite}.log"
-    tarball = BUILD_DIR / f"node-rootfs-{suite}.tar"
+    log_path = BUILD_DIR / f"node-rootfs-{digest}.log"
+    tarball = BUILD_DIR / f"node-rootfs-{digest}.tar"
     log(f"{tag}: mmdebstrap {suite} from {host_sources}'s mirror (about a minute;"
         f" log: {log_path})")
     started = time.monotonic()
@@ -445,8 +454,9 @@ def _suite_missing(log_text: str, suite: str) -> bool:
 
 def _untag_stale_rootfs(client: docker.DockerClient) -> None:
     """Root file systems of older recipes are half a gigabyte each and never used again;
-    every release's current one stays."""
-    current = {f"{ROOTFS_REPO}:{rootfs_digest(suite)}" for suite in RELEASES}
+    every current recipe's stays."""
+    current = {f"{ROOTFS_REPO}:{rootfs_digest(r.suite, r.extra)}"
+               for r in RECIPES.values() if r.directory == "node"}
     for image in client.images.list(filters={"label": f"{LABEL_IMAGE}=node-rootfs"}):
         for tag in image.tags:
             if tag.startswith(f"{ROOTFS_REPO}:") and tag not in current:

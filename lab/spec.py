@@ -32,6 +32,10 @@ PROVIDER_RELEASES = {
     "incus": ("bookworm",),
     "vagrant": ("bookworm",),
 }
+# How the nodes come up: plain Debian, or like the lesson's own (seed): firewalld installed,
+# running and rejecting all but ssh, so `prepare` and firewall-blocks-join meet a real one.
+NODES_LIKE = ("plain", "seed")
+SEED_PROVIDERS = ("local",)  # where a seed node image is built so far
 
 # What the lab file may hold at the top level, beside invoke's own settings.
 LAB_DEFAULTS: dict[str, Any] = {
@@ -39,6 +43,7 @@ LAB_DEFAULTS: dict[str, Any] = {
     "provider": "local",
     "os_family": "debian",
     "release": None,  # the provider's default (PROVIDER_RELEASES)
+    "nodes_like": "plain",
     "firewall": "open-ports",
     "selinux": "permissive",
     "time_sync": True,
@@ -59,7 +64,7 @@ LAB_DEFAULTS: dict[str, Any] = {
         "parallel": 8,
     },
     "state_dir": ".swarmlab",
-    "local": {},  # image: swarmlab/node:<release> unless given
+    "local": {},  # image: swarmlab/node[-seed]:<release> unless given
     "vagrant": {},
     "vmware": {},
     "incus": {},
@@ -88,6 +93,7 @@ class LabSpec:
     provider: str
     os_family: str
     release: str  # "" where swarmlab does not build the nodes (vmware: the template's)
+    nodes_like: str
     firewall: str
     selinux: str
     time_sync: bool
@@ -219,13 +225,21 @@ def parse_spec(data: dict[str, Any], known_extra: set[str] = frozenset()) -> Lab
     release = parse_release(provider, merged["release"])
     settings = fields.mapping(f"lab file: {provider}", section,
                               what="a mapping of that provider's settings")
+    nodes_like = fields.choice("lab file: nodes_like", merged["nodes_like"], NODES_LIKE)
+    if nodes_like == "seed" and provider not in SEED_PROVIDERS:
+        raise SpecError(
+            f"lab file: nodes_like seed is not built for provider {provider} yet (only"
+            f" {', '.join(SEED_PROVIDERS)}); use nodes_like: plain"
+        )
     if provider == "local":
-        settings.setdefault("image", f"swarmlab/node:{release}")
+        variant = "-seed" if nodes_like == "seed" else ""
+        settings.setdefault("image", f"swarmlab/node{variant}:{release}")
     return LabSpec(
         name=name,
         provider=provider,
         os_family=fields.choice("lab file: os_family", merged["os_family"], OS_FAMILIES),
         release=release,
+        nodes_like=nodes_like,
         firewall=fields.choice("lab file: firewall", merged["firewall"], FIREWALL_POLICIES),
         selinux=fields.choice("lab file: selinux", merged["selinux"], SELINUX_POLICIES),
         time_sync=fields.flag("lab file: time_sync", merged["time_sync"]),

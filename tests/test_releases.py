@@ -144,3 +144,24 @@ def test_failure_3_sees_no_route_through_either_grpc_wrapper(release):
 @pytest.mark.parametrize("release", RELEASES)
 def test_failure_4_sees_the_x509_words_of_both(release):
     assert said_any(words(release, "ca_not_yet_valid.txt"), X509)
+
+
+# --- nodes like the lesson's ------------------------------------------------------------------
+def test_seed_nodes_get_the_seed_image_of_their_release():
+    assert spec(nodes_like="seed", release="trixie").provider_settings["image"] == \
+        "swarmlab/node-seed:trixie"
+    assert spec().nodes_like == "plain"
+    assert images.RECIPES["swarmlab/node-seed:trixie"].extra == ("firewalld",)
+    assert images.recipe_digest("swarmlab/node-seed:trixie") != images.recipe_digest(
+        "swarmlab/node:trixie")
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"nodes_like": "centos"}, "lab file: nodes_like is 'centos'; allowed: plain, seed"),
+    ({"nodes_like": "seed", "provider": "vagrant"},
+     "lab file: nodes_like seed is not built for provider vagrant yet"),
+])
+def test_a_wrong_nodes_like_is_one_line(fields, words):
+    with pytest.raises(SpecError) as caught:
+        spec(**fields)
+    assert str(caught.value).startswith(words) and "\n" not in str(caught.value)
