@@ -16,6 +16,7 @@ from lab.classroom.record import ClassRecord
 from lab.classroom.roster import read_roster
 from lab.classroom.settings import parse_settings
 from lab.errors import LabError, SpecError
+from lab.hostroom import INOTIFY_PER_NODE
 from lab.spec import LAB_DEFAULTS, parse_spec
 
 pytestmark = [pytest.mark.classroom, pytest.mark.unit]
@@ -230,13 +231,14 @@ def test_room_gate_stops_new_labs_and_names_students_without_one(tmp_path: Path)
 
 def test_room_gate_counts_inotify_instances_for_node_containers(tmp_path: Path) -> None:
     plan = plan_for(tmp_path, "id,name\nann,Ann\nben,Ben\n")
-    gate = RoomGate(300, free_mib=lambda: 10_000, free_inotify=lambda: (45, 128))
+    one_lab = 3 * INOTIFY_PER_NODE
+    gate = RoomGate(300, free_mib=lambda: 10_000, free_inotify=lambda: (one_lab + 15, 128))
     ann, ben = plan.labs
-    assert gate(ann) is None  # 30 of 45
+    assert gate(ann) is None  # one lab's worth, and 15 more
     assert gate(ben) == (
-        "no room here for 3 new node containers: their systemd needs 30 inotify instances and"
-        " 15 of the host's 128 (fs.inotify.max_user_instances) are free; raise the limit"
-        " (sysctl -w fs.inotify.max_user_instances=1024) or run fewer students")
+        f"no room here for 3 new node containers: their systemd needs {one_lab} inotify"
+        " instances and 15 of the host's 128 (fs.inotify.max_user_instances) are free; raise"
+        " the limit (sysctl -w fs.inotify.max_user_instances=1024) or run fewer students")
 
 
 def test_room_gate_reserves_for_labs_being_made_and_skips_made_ones(tmp_path: Path) -> None:

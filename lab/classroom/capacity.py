@@ -6,10 +6,11 @@ admission faults come back per student as that lab's failure. Two things run out
 
 - memory: each new node needs its budget (classroom.memory_per_node_mib; a VM its own
   `vagrant.memory`) out of MemAvailable;
-- inotify instances, for node containers: systemd and the services of every node take about
-  eight of them, all counted against one user's limit (fs.inotify.max_user_instances, often
-  128). Past it a new node's systemd exits at once (status 255, no output), so about fifteen
-  nodes fill a stock host, and a class of ten needs the limit raised.
+- inotify instances, for node containers: systemd and the services of every node take
+  INOTIFY_PER_NODE of them (lab/hostroom.py), all counted against one user's limit
+  (fs.inotify.max_user_instances, often 128). Past it a new node's systemd exits at once
+  (status 255, no output), so about fourteen nodes fill a stock host, and a class of ten
+  needs the limit raised.
 
 Labs being made at the same moment have not taken their room yet, so each lab's share stays
 reserved from the moment it passes the gate until its work ends. The gate runs in one lab's
@@ -22,14 +23,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ..hostroom import inotify_free
+from ..hostroom import INOTIFY_PER_NODE, inotify_free
 from ..spec import LabSpec
 from ..state import LabState
 from .plan import StudentLab
-
-# Measured: 8 on an idle Debian 12 node (systemd, journald, logind, udev, dockerd, containerd);
-# a node that boots briefly holds a few more.
-INOTIFY_PER_NODE = 10
 
 
 def available_mib() -> int:

@@ -35,7 +35,7 @@ from ..container_node import (  # noqa: F401 (host_routes: incus and vmware impo
     host_routes,
 )
 from ..errors import LabError, NodeError, SpecError
-from ..hostroom import inotify_free
+from ..hostroom import INOTIFY_PER_NODE, inotify_free
 from ..spec import NodeSpec
 from .base import MachineStatus, Provider
 
@@ -99,11 +99,11 @@ class LocalProvider(Provider):
         return lines
 
     def _check_room(self) -> None:
-        """Each node's systemd takes about eight inotify instances from root's allowance;
-        past it a new node's systemd exits at once with no word, so say it here instead."""
+        """Each node takes INOTIFY_PER_NODE inotify instances from root's allowance; past it
+        a new node's systemd exits at once with no word, so say it here instead."""
         missing = [n for n in self.spec.nodes if self._find_container(n) is None]
         free, limit = inotify_free()
-        needed = 8 * len(missing)
+        needed = INOTIFY_PER_NODE * len(missing)
         if needed > free:
             raise LabError(
                 f"this host has {free} inotify instances free (fs.inotify.max_user_instances ="
