@@ -37,6 +37,7 @@ from ..container_node import (  # noqa: F401 (host_routes: incus and vmware impo
 from ..errors import LabError, NodeError, SpecError
 from ..hostroom import INOTIFY_PER_NODE, inotify_free
 from ..spec import NodeSpec
+from ..waits import wait_until
 from .base import MachineStatus, Provider
 
 ALLOWED_SETTINGS = {"image"}
@@ -88,6 +89,7 @@ class LocalProvider(Provider):
                 "lab file: os_family rhel is not available with provider local (its node image"
                 " is Debian); use os_family: debian, or provider vmware/vagrant"
             )
+        self._check_ssh_user()
         version = self.client.version().get("Version", "?")
         container_node.check_subnet(self.client, self.network_name, self.spec.name,
                                     self.spec.subnet)
@@ -97,6 +99,18 @@ class LocalProvider(Provider):
         lines = [f"docker engine {version}", f"node image {self.image}"]
         lines += [f"image {name}: {how}" for name, how in built.items() if how != "ok"]
         return lines
+
+    def _check_ssh_user(self) -> None:
+        """The lab key goes to root's authorized_keys in a new node (the node image has no
+        other user), so another ssh.user could never log in to it. Refused only while a node
+        is still to be made: a user added to made nodes (with the lab key and sudo) works."""
+        user = self.spec.ssh.user
+        if user != "root" and any(self._find_container(n) is None for n in self.spec.nodes):
+            raise SpecError(
+                f"lab file: ssh.user {user} cannot log in to new nodes of provider local (the"
+                " lab key is installed for root only); make the lab with ssh.user: root, then"
+                " add the user on its nodes, or use provider vagrant or vmware"
+            )
 
     def _check_room(self) -> None:
         """Each node takes INOTIFY_PER_NODE inotify instances from root's allowance; past it
@@ -253,8 +267,9 @@ class LocalProvider(Provider):
         )
 
     def _wait_for_ssh(self, node: NodeSpec) -> None:
-        deadline = time.monotonic() + SSH_WAIT_SECONDS
-        while time.monotonic() < deadline:
+        def greeting() -> str:
+            """sshd's first words on the node's port, or what stood in their way; a container
+            that is gone or stopped ends the wait at once."""
             container = self._find_container(node)
             if container is None:
                 raise NodeError(node.name, "its container vanished while booting")
@@ -270,14 +285,14 @@ class LocalProvider(Provider):
                 )
             try:
                 with socket.create_connection((node.address, 22), timeout=2) as sock:
-                    if sock.recv(4).startswith(b"SSH-"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise NodeError(
-            node.name, f"no SSH answer on {node.address}:22 within {SSH_WAIT_SECONDS} s"
-        )
+                    return sock.recv(4).decode(errors="replace") or "connection closed at once"
+            except OSError as exc:
+                return str(exc) or type(exc).__name__
+
+        wait_until(greeting, timeout=SSH_WAIT_SECONDS, interval=0.3,
+                   what=f"an SSH answer on {node.address}:22",
+                   done=lambda said: said.startswith("SSH-"),
+                   error=lambda message: NodeError(node.name, message))
 
     @staticmethod
     def _container_address(container: Any) -> str | None:
