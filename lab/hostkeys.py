@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import paramiko
 
 from .atomic import write_atomic
 from .errors import LabError
+from .waits import wait_until
 
 KEY_NAME = "id_ed25519"
 KNOWN_HOSTS = "known_hosts"
@@ -97,23 +97,22 @@ def unpin(lab_dir: Path, host: str, port: int) -> None:
 
 def scan(host: str, port: int, timeout: float) -> str:
     """The host key a server shows, as "type base64" (for trust on first use after creation)."""
-    deadline = time.monotonic() + timeout
-    last_error = "no answer"
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=5) as sock:
-                transport = paramiko.Transport(sock)
-                try:
-                    transport.get_security_options().key_types = ["ssh-ed25519"]
-                    transport.start_client(timeout=10)
-                    key = transport.get_remote_server_key()
-                    return f"{key.get_name()} {key.get_base64()}"
-                finally:
-                    transport.close()
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            last_error = str(exc) or type(exc).__name__
-            time.sleep(1)
-    raise LabError(f"no SSH host key from {host}:{port} within {timeout:.0f} s ({last_error})")
+
+    def host_key() -> str:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            transport = paramiko.Transport(sock)
+            try:
+                transport.get_security_options().key_types = ["ssh-ed25519"]
+                transport.start_client(timeout=10)
+                key = transport.get_remote_server_key()
+                return f"{key.get_name()} {key.get_base64()}"
+            finally:
+                transport.close()
+
+    # Refused, reset or a half-started sshd: not there yet, and what the user is told last.
+    return wait_until(host_key, timeout=timeout, interval=1,
+                      what=f"an SSH host key from {host}:{port}",
+                      retry_on=(OSError, paramiko.SSHException, EOFError))
 
 
 def make_host_key(directory: Path, node: str) -> tuple[Path, str]:
