@@ -368,6 +368,40 @@ def test_the_instructor_breaks_a_lab_and_the_student_sees_it(
     browser.switch_to.window(student_tab)
 
 
+def test_a_reset_closes_the_students_terminals_and_says_why(served: Served,
+                                                           browser: Any) -> None:
+    """b's worker1 is still stopped (above): a reset to a swarm brings it back too."""
+    browser.get(served.student("b"))
+    wait_until("b's manager1 terminal opens", lambda: pane_state(browser, "manager1")
+               .startswith("up"), 20)
+    code, said = http(served.instructor + "act",
+                      b'{"student": "b", "action": "reset", "to": "swarm"}')
+    assert code == 200 and json.loads(said)["started"] == ["b"], said
+    closed = wait_until("manager1's pane is closed, saying why", lambda: pane_state(
+        browser, "manager1") if pane_state(browser, "manager1").startswith("closed") else None,
+        60)
+    assert "resetting your lab" in closed, closed
+
+    def reset_job() -> dict[str, Any] | None:
+        board = json.loads(http(served.instructor + "board")[1])
+        job = next(row for row in board["students"] if row["student"] == "b")["job"]
+        return job if job["state"] != "running" else None
+
+    job = wait_until("the reset is done", reset_job, 300, every=2)
+    assert job["state"] == "ok", job
+    def swarm_anew() -> dict[str, str]:
+        nodes = picture_nodes(browser)
+        if sorted(nodes.values()) != ["Leader", "Reachable", "Ready"]:
+            raise AssertionError(nodes)  # wait_until shows the last one
+        return nodes
+
+    nodes = wait_until("b's picture shows the swarm anew", swarm_anew, 20)
+    assert nodes["worker1"] == "Ready", nodes
+    type_in(browser, "manager1", "\n")  # Enter in a closed pane opens it again
+    wait_until("manager1's terminal reopens", lambda: pane_state(browser, "manager1")
+               .startswith("up"), 20)
+
+
 def test_the_cards_carry_each_students_link_and_qr_code(served: Served, tmp_path: Path) -> None:
     out = tmp_path / "cards.html"
     result = run_cli("-f", str(served.lab_file), "class.cards", "--out", str(out), timeout=120)

@@ -182,14 +182,22 @@ class Server:
             await websocket.send_text(f"sclosed {session.reason or 'the shell ended'}")
 
         sender = asyncio.create_task(downstream())
+        receiver: asyncio.Future[str] | None = None
         try:
-            while not sender.done():
-                try:
-                    message = await asyncio.wait_for(websocket.receive_text(), IDLE)
-                except TimeoutError:
-                    session.reason = f"closed after {IDLE / 60:g} minutes without a keystroke"
-                    shell.close()
+            while True:
+                # Whichever comes first: a keystroke, the shell's end (a reset closes it
+                # from another thread), or the idle bound.
+                receiver = asyncio.ensure_future(websocket.receive_text())
+                done, _ = await asyncio.wait({receiver, sender}, timeout=IDLE,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if sender in done:
                     break
+                if not done:
+                    session.reason = f"closed after {IDLE / 60:g} minutes without a keystroke"
+                    receiver.cancel()
+                    shell.close()
+                    continue
+                message = receiver.result()
                 if len(message) > MAX_MESSAGE:
                     continue  # a message past the bound is dropped, not half-typed
                 if message.startswith("i"):
@@ -197,6 +205,8 @@ class Server:
                 elif message.startswith("r"):
                     shell.resize(*size(*message[1:].partition("x")[::2]))
         finally:
+            if receiver is not None and not receiver.done():
+                receiver.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sender, 5)
             sender.cancel()
