@@ -8,12 +8,12 @@ gets the lab there.
 from __future__ import annotations
 
 import shlex
-import time
 from collections.abc import Callable
 
 from ..context import Lab
 from ..errors import LabError
 from ..remote import Node, run_parallel
+from ..waits import wait_until
 from .cluster import Cluster
 from .errors import LabNotReady
 from .model import Scenario
@@ -52,13 +52,14 @@ def check(
     wanted = scenario.requires.swarm_nodes
     if wanted:
         try:
-            ready = cluster.ready_nodes()
             # A node busy enough to miss its heartbeats (emulated CPUs after a scenario) is
             # Down for a moment, then Ready again: it gets a while before the run gives up.
-            deadline = time.monotonic() + READY_WAIT_SECONDS * lab.provider.time_scale
-            while len(ready) < wanted <= len(lab.spec.nodes) and time.monotonic() < deadline:
-                time.sleep(5)
-                ready = cluster.ready_nodes()
+            # More nodes than the lab has never come: no wait. At the bound the last answer
+            # comes back and the line below says what it lacks.
+            ready = wait_until(
+                cluster.ready_nodes, timeout=READY_WAIT_SECONDS * lab.provider.time_scale,
+                interval=5, what=f"{wanted} Ready nodes",
+                done=lambda nodes: not len(nodes) < wanted <= len(lab.spec.nodes), error=None)
         except LabError as exc:
             raise LabNotReady(f"a swarm is needed, but {exc}; run `{fix}`") from None
         if len(ready) < wanted:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from ..context import Lab
 from ..errors import LabError
 from ..remote import Node, run_parallel
+from ..waits import wait_until
 from . import errors, ownership, requirements, template
 from .checks import judge, unavailable_reason
 from .cluster import Cluster
@@ -311,22 +312,26 @@ class Runner:
         places = resolve(self.cluster, step.target, command)
         unavailable = self._unavailable(step)
         retry = step.wait is not None and step.wait.kind == "success" and not unavailable
-        deadline = time.monotonic() + (step.wait.timeout if step.wait else 0)
         if retry:
             self.console.note(f"run until its checks pass (up to {step.wait.timeout} s):")
         if len(places) == 1:
             # Shown before it runs, so the class knows what it is waiting for.
             self.console.line(f"{places[0].prompt}$ " + places[0].command.replace("\n", "\n> "))
         attempts = 0
-        while True:
+
+        def attempt() -> tuple[list[CommandRecord], list[CheckResult], dict[str, Value]]:
+            nonlocal attempts
             attempts += 1
             commands = self._execute(places, step.timeout)
-            checks, captured = self._judge(step, commands, unavailable)
-            if not retry or FAILED not in {c.status for c in checks}:
-                break
-            if time.monotonic() + RETRY_PAUSE_SECONDS > deadline:
-                break
-            time.sleep(RETRY_PAUSE_SECONDS)
+            return (commands, *self._judge(step, commands, unavailable))
+
+        # Once, or (a `success` wait) again until its checks pass; at the bound the last
+        # attempt's checks are the step's, failures and all.
+        commands, checks, captured = wait_until(
+            attempt, timeout=step.wait.timeout if retry and step.wait else 0,
+            interval=RETRY_PAUSE_SECONDS, what="the step's checks to pass",
+            done=lambda seen: not retry or FAILED not in {c.status for c in seen[1]},
+            error=None)
         for item in commands:
             item.attempts = attempts
             if len(places) > 1:

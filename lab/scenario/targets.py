@@ -9,11 +9,11 @@ student can type the same thing.
 from __future__ import annotations
 
 import shlex
-import time
 from dataclasses import dataclass
 
 from ..errors import LabError
 from ..remote import Node
+from ..waits import wait_until
 from .cluster import Cluster, Task
 from .model import Target
 
@@ -62,39 +62,34 @@ def _in_lab_order(cluster: Cluster, tasks: list[Task]) -> list[Task]:
 
 
 def _task_container(cluster: Cluster, service: str) -> tuple[Node, str]:
-    deadline = time.monotonic() + FIND_TASK_SECONDS
-    while True:
+    def first_container() -> tuple[Node, str] | None:
         for task in _in_lab_order(cluster, _running(cluster, service)):
             node = cluster.lab.node(task.node)
             container = cluster.container_of(node, task)
             if container:
                 return node, container
-        if time.monotonic() > deadline:
-            raise LabError(
-                f"no running task of service {service} to run in"
-                f" (see `docker service ps {service}`)"
-            )
-        time.sleep(1)
+        return None
+
+    found = wait_until(first_container, timeout=FIND_TASK_SECONDS, interval=1,
+                       what=f"a running task of service {service} to run in",
+                       last_seen=lambda _: "none on the lab's nodes",
+                       hint=f"see `docker service ps {service}`")
+    assert found is not None  # wait_until returns only a value that is done
+    return found
 
 
 def _node_by_tasks(cluster: Cluster, target: Target) -> Node:
     """node-of: the first node (lab file order) running a task of the service;
     node-without: the first node with no task of it at all."""
-    deadline = time.monotonic() + FIND_TASK_SECONDS
-    while True:
-        if target.kind == "node-of":
-            placed = _in_lab_order(cluster, _running(cluster, target.name))
-            if placed:
-                return cluster.lab.node(placed[0].node)
-        else:
-            # Any task the swarm wants running counts, even one still starting there.
-            busy = {task.node for task in cluster.tasks(target.name)}
-            free = [node.name for node in cluster.lab.spec.nodes if node.name not in busy]
-            if free:
-                return cluster.lab.node(free[0])
-            raise LabError(
-                f"every node runs a task of {target.name}: none is left for {target}"
-            )
-        if time.monotonic() > deadline:
-            raise LabError(f"no node runs a task of service {target.name} (for {target})")
-        time.sleep(1)
+    if target.kind == "node-of":
+        placed = wait_until(lambda: _in_lab_order(cluster, _running(cluster, target.name)),
+                            timeout=FIND_TASK_SECONDS, interval=1,
+                            what=f"a node running a task of service {target.name} (for {target})",
+                            last_seen=lambda _: "none")
+        return cluster.lab.node(placed[0].node)
+    # Any task the swarm wants running counts, even one still starting there.
+    busy = {task.node for task in cluster.tasks(target.name)}
+    free = [node.name for node in cluster.lab.spec.nodes if node.name not in busy]
+    if not free:
+        raise LabError(f"every node runs a task of {target.name}: none is left for {target}")
+    return cluster.lab.node(free[0])

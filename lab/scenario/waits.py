@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from ..waits import wait_until
 from .cluster import Cluster
 from .model import Wait
 from .results import FAILED, PASSED, CheckResult
@@ -37,25 +38,19 @@ class Waiter:
     def finish(self) -> CheckResult:
         """Poll until the condition holds or the timeout passes."""
         start = time.monotonic()
-        deadline = start + self.wait.timeout
-        last = "the service does not exist"
-        while True:
-            done, last = self._look()
-            seconds = time.monotonic() - start
-            if done:
-                return CheckResult(
-                    self.label, PASSED, f"{last} after {seconds:.1f} s", where=str(self.wait.where)
-                )
-            if time.monotonic() > deadline:
-                error = self.cluster.last_task_error(self.wait.service)
-                because = f"; the latest task error: {error}" if error else ""
-                return CheckResult(
-                    self.label,
-                    FAILED,
-                    f"timed out after {self.wait.timeout} s (last seen: {last}){because}",
-                    where=str(self.wait.where),
-                )
-            time.sleep(POLL_SECONDS)
+        done, last = wait_until(self._look, timeout=self.wait.timeout, interval=POLL_SECONDS,
+                                what=self.label, done=lambda seen: seen[0], error=None)
+        if done:
+            return CheckResult(self.label, PASSED, f"{last} after {time.monotonic() - start:.1f} s",
+                               where=str(self.wait.where))
+        error = self.cluster.last_task_error(self.wait.service)
+        because = f"; the latest task error: {error}" if error else ""
+        return CheckResult(
+            self.label,
+            FAILED,
+            f"timed out after {self.wait.timeout} s (last seen: {last}){because}",
+            where=str(self.wait.where),
+        )
 
     def _look(self) -> tuple[bool, str]:
         service = self.wait.service
