@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import secrets
 import shlex
-import time
 
 from ...context import Lab
 from ...remote import Node, run_parallel
+from ...waits import wait_until
 from ..finding import ERROR, SKIPPED, Finding, ok
 from ..survey import Survey, take
 from ..text import Text
@@ -61,8 +61,8 @@ def _skipped(en: str, zh: str) -> list[Finding]:
 
 def _placed(leader: Node, name: str, wanted: set[str], seconds: float) -> dict[str, str]:
     """Wait until every wanted node runs a task; returns node -> state for those that do not."""
-    deadline = time.monotonic() + seconds
-    while True:
+
+    def lagging() -> dict[str, str]:
         listing = leader.run(
             f"docker service ps --no-trunc --filter desired-state=running"
             f" --format '{{{{.Node}}}}|{{{{.CurrentState}}}}|{{{{.Error}}}}' {shlex.quote(name)}",
@@ -71,11 +71,12 @@ def _placed(leader: Node, name: str, wanted: set[str], seconds: float) -> dict[s
         for line in listing.splitlines():
             node, _, rest = line.partition("|")
             states[node] = rest.replace("|", " ").strip()
-        lagging = {n: states.get(n, "no task") for n in wanted
-                   if not states.get(n, "").startswith("Running")}
-        if not lagging or time.monotonic() > deadline:
-            return lagging
-        time.sleep(1)
+        return {n: states.get(n, "no task") for n in wanted
+                if not states.get(n, "").startswith("Running")}
+
+    # At the bound the nodes still lagging come back, and the caller's finding names them.
+    return wait_until(lagging, timeout=seconds, interval=1, what=f"a task of {name} on each node",
+                      done=lambda left: not left, error=None)
 
 
 def _address(node: Node, name: str) -> tuple[str, str]:
