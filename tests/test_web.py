@@ -446,3 +446,50 @@ def test_serving_mistakes_are_one_line(tmp_path: Path, args: tuple[str, ...],
     assert result.code != 0 and len(lines) == 1, result.output
     assert lines[0].startswith(expected.format(**values)), lines
     assert "Traceback" not in result.output
+
+
+def test_the_picture_escapes_what_nodes_say() -> None:
+    """Names and errors come from the nodes: a hostile one is text in the SVG, never markup."""
+    from lab.web import picture
+
+    view = picture.SwarmView([picture.NodeView("manager1", "manager", True, "active"),
+                              picture.NodeView("worker1", "worker", False, "exited")])
+    hostile = '<script>alert(1)</script>"'
+    output = "\n".join([
+        json.dumps({"Hostname": "manager1", "Status": "Ready", "ManagerStatus": "Leader"}),
+        "not json", picture.SEPARATOR,
+        json.dumps({"Name": hostile, "Replicas": "1/1", "Mode": "replicated", "Ports": ""}),
+        picture.SEPARATOR,
+        json.dumps({"Name": f"{hostile}.1", "Node": "manager1"}),
+        picture.SEPARATOR, json.dumps({"Name": "ingress"}), json.dumps({"Name": "appnet"})])
+    drawn = picture.svg(picture.parse(view, output, "manager1"))
+    assert "<script>" not in drawn and "&lt;script&gt;" in drawn
+    assert view.networks == ["appnet", "ingress"]
+    assert view.nodes[0].tasks == [f"{hostile}.1"] and not view.nodes[1].listed
+    assert 'data-state="down (exited)"' in drawn
+    assert view.summary()["swarm"] == "partial" and view.summary()["nodes_up"] == 1
+
+
+def test_links_and_the_junit_grade(tmp_path: Path) -> None:
+    from lab.web import grade
+    from lab.web.jobs import Grade
+    from lab.web.links import Links
+    from lab.web.room import lab_room
+
+    links = Links.load(tmp_path, ["a", "b"])
+    assert links.student_ok("a", links.students["a"])
+    assert not links.student_ok("a", links.students["b"]) and not links.student_ok("c", "")
+    assert not links.instructor_ok(links.students["a"])
+    again = Links.load(tmp_path, ["a", "b"])
+    assert again.students == links.students and again.instructor == links.instructor
+    renewed = Links.load(tmp_path, ["a", "b"], renew=True)
+    assert not set(renewed.students.values()) & set(links.students.values())
+    spec = write_lab(tmp_path, "t-h9-g", 218)
+    from lab.spec import parse_spec
+
+    room = lab_room(parse_spec(yaml.safe_load(spec.file.read_text())))
+    seat = room.seats[0].id
+    suite = ElementTree.fromstring(grade.as_junit(room, {}))
+    assert (suite.get("skipped"), suite.get("failures")) == ("1", "0")
+    suite = ElementTree.fromstring(grade.as_junit(room, {seat: Grade(False, ["x <&> y"], 0)}))
+    assert suite.find("testcase/failure").get("message") == "x <&> y"
