@@ -18,6 +18,7 @@ from .context import Lab
 from .errors import LabError, NodeError, SpecError
 from .remote import Node, first_error, run_parallel
 from .spec import LabSpec
+from .waits import wait_until
 
 Log = Callable[[str], None]
 ALREADY_IN_SWARM = "This node is already part of a swarm"
@@ -90,12 +91,10 @@ NO_LEADER = "does not have a leader"
 def members(leader: Node, wait_for_leader: float = 0) -> list[SwarmMember]:
     """The swarm's nodes as a manager lists them; with `wait_for_leader`, a swarm that is
     between leaders is given that many seconds to elect one before it counts as an error."""
-    deadline = time.monotonic() + wait_for_leader
-    while True:
-        result = leader.run("docker node ls --format '{{json .}}'", timeout=60)
-        if result.ok or NO_LEADER not in result.output or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    result = wait_until(
+        lambda: leader.run("docker node ls --format '{{json .}}'", timeout=60),
+        timeout=wait_for_leader, interval=2, what="the swarm to elect a leader",
+        done=lambda said: said.ok or NO_LEADER not in said.output, error=None)
     if not result.ok:
         last = result.output.splitlines()[-1] if result.output else "no output"
         raise NodeError(leader.name, f"`{result.command}` exited {result.exit_code}: {last}")
@@ -160,16 +159,14 @@ def join(lab: Lab, node: Node, leader: Node, role: str, log: Log) -> None:
 def wait_for_join(lab: Lab, node: Node, shown: str) -> SwarmInfo:
     """Wait for a join Docker went on with in the background to end: active, or an error."""
     timeout = JOIN_WAIT_SECONDS * lab.provider.time_scale
-    deadline = time.monotonic() + timeout
-    while True:
-        state = info(node)
-        if state.state == "active":
-            return state
-        if state.state != "pending" or time.monotonic() > deadline:
-            why = f": {state.error}" if state.error else ""
-            raise NodeError(node.name, f"`{shown}` went on in the background and the node is"
-                            f" {state.state}{why} after {timeout:.0f} s")
-        time.sleep(3)
+    state = wait_until(lambda: info(node), timeout=timeout, interval=3,
+                       what=f"{node.name}'s join", done=lambda now: now.state != "pending",
+                       error=None)
+    if state.state == "active":
+        return state
+    why = f": {state.error}" if state.error else ""
+    raise NodeError(node.name, f"`{shown}` went on in the background and the node is"
+                    f" {state.state}{why} after {timeout:.0f} s")
 
 
 @dataclass
@@ -418,13 +415,16 @@ def _recover(
     belong to the cluster that was replaced)."""
     if not group.gone(states):
         log(f"  {', '.join(group.managers)}: the swarm has no leader yet; waiting for an election")
-        deadline = time.monotonic() + ELECTION_WAIT_SECONDS * lab.provider.time_scale
-        while time.monotonic() < deadline:
-            time.sleep(3)
+
+        def leaders() -> list[str]:
             states.update(infos(lab, [nodes[name] for name in group.managers]))
-            if group.has_leader(states):
-                group.cluster_id = next(states[n].cluster_id for n in group.has_leader(states))
-                return group, []
+            return group.has_leader(states)
+
+        elected = wait_until(leaders, timeout=ELECTION_WAIT_SECONDS * lab.provider.time_scale,
+                             interval=3, what="an election", error=None)
+        if elected:
+            group.cluster_id = states[elected[0]].cluster_id
+            return group, []
     logs = run_parallel([nodes[name] for name in group.managers], raft.last_entry,
                         parallel=lab.spec.ssh.parallel, deadline=180)
     error = first_error(logs)
@@ -486,13 +486,15 @@ def verify(lab: Lab, leader: Node, seconds: float = 60) -> list[SwarmMember]:
     scale (a worker that just joined a loaded host's VM is Down until its first heartbeat)."""
     timeout = seconds * lab.provider.time_scale
     deadline = time.monotonic() + timeout
-    problems: list[str] = []
-    while True:
+
+    def look() -> tuple[list[SwarmMember], list[str]]:
         current = members(leader, wait_for_leader=max(0.0, deadline - time.monotonic()))
-        problems = problems_of(lab, current)
-        if not problems or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+        return current, problems_of(lab, current)
+
+    # At the bound the last look comes back and its problems are the error.
+    current, problems = wait_until(look, timeout=timeout, interval=1,
+                                   what="the swarm the lab file describes",
+                                   done=lambda seen: not seen[1], error=None)
     if problems:
         raise LabError("swarm not as the lab file says: " + "; ".join(problems))
     return current
