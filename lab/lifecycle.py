@@ -19,6 +19,7 @@ from .errors import LabError, NodeError
 from .prepare import prepare_nodes
 from .prepare.timesync import make_time_right
 from .remote import Node, first_error, run_parallel
+from .waits import wait_until
 
 Log = Callable[[str], None]
 STEPS = ("preflight", "create", "prepare", "swarm", "verify")
@@ -241,14 +242,11 @@ def _swarm_managers(lab: Lab, deadline: float) -> list[Node]:
     starting on a guest that has just woken from a snapshot)."""
     found = []
     for node in lab.managers():
-        while True:
-            try:
-                state = swarm.info(node)
-                break
-            except NodeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(3)
+        # Until the deadline a dockerd that does not answer yet is not an error; past it,
+        # its NodeError is raised as it came.
+        state = wait_until(lambda node=node: swarm.info(node),
+                           timeout=max(0.0, deadline - time.monotonic()), interval=3,
+                           what=f"dockerd on {node.name}", retry_on=(NodeError,), error=None)
         if state.state == "active":
             found.append(node)
     return found
