@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lab.errors import LabError
-from lab.incus.client import Incus
+from lab.incus.client import Incus, IncusError
 from tests.conftest import LabHandle, lab_fixture, write_lab
 
 pytestmark = pytest.mark.incus
@@ -66,6 +66,15 @@ def test_up_gives_three_ready_nodes_in_the_labs_own_project(lab: LabHandle, incu
         (n["name"], n["role"], n["address"], True, "running") for n in lab.nodes]
     project = incus.get(f"/1.0/projects/{PROJECT}")
     assert project["config"]["user.swarmlab.lab"] == NAME
+    # The project's quota is the lab's nodes: Incus itself refuses a fourth instance.
+    assert {k: project["config"][k] for k in ("limits.instances", "limits.cpu",
+                                              "limits.memory")} == {
+        "limits.instances": "3", "limits.cpu": "6", "limits.memory": "3GiB"}
+    with pytest.raises(IncusError, match="maximum number of instances"):
+        incus.post("/1.0/instances", {"name": "extra", "type": "container", "source": {
+            "type": "none"}, "config": {"limits.cpu": "1", "limits.memory": "64MiB"},
+            "devices": {"root": {"type": "disk", "path": "/", "pool": "swarmlab"}}},
+            project=PROJECT)
     network = incus.get(f"/1.0/networks/{NETWORK}")
     assert network["config"]["ipv4.address"] == f"10.201.{OCTET}.1/24"
     assert network["config"]["user.swarmlab.lab"] == NAME
@@ -180,7 +189,7 @@ def test_a_project_or_network_not_made_by_swarmlab_is_refused(
         assert incus.find("/1.0/networks/sli-t-h8-forei") is None
     finally:
         incus.delete("/1.0/projects/swarmlab-t-h8-foreign")
-    incus.post("/1.0/networks", {"name": "h8-other", "type": "bridge", "config": {
+    incus.create_network({"name": "h8-other", "type": "bridge", "config": {
         "ipv4.address": "10.201.182.1/24", "ipv4.nat": "false", "ipv6.address": "none"}})
     try:
         overlapping = write_lab(tmp_path, "t-h8-overlap", 182, provider="incus")

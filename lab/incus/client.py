@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import LabError
+from ..waits import wait_until
 
 # Debian's incus package and upstream agree on this path; INCUS_SOCKET overrides it, as
 # for the incus CLI.
@@ -233,6 +234,24 @@ class Incus:
             },
         )
 
+    def create_network(self, body: dict[str, Any]) -> None:
+        """Make a network. Incus lists every link on the host while it sets a new bridge up,
+        and a veth that Docker removes meanwhile fails the whole request ("Failed to run:
+        ip -d -j link show vethX ... does not exist"): seen here twice in a few runs beside
+        busy local labs. Such a request made nothing, so it is sent again."""
+
+        def create() -> bool:
+            try:
+                self.post("/1.0/networks", body)
+            except IncusError as exc:
+                if "link show" in str(exc) and "does not exist" in str(exc):
+                    raise _VanishedLink(str(exc)) from None
+                raise
+            return True
+
+        wait_until(create, timeout=30, interval=0.5, retry_on=(_VanishedLink,),
+                   what=f"Incus to make network {body['name']}")
+
     def import_image(self, tarball: Path, alias: str, description: str) -> str:
         """Import a unified image tarball into the default project; returns its fingerprint."""
         with open(tarball, "rb") as data:
@@ -249,3 +268,7 @@ class Incus:
             "name": alias, "target": fingerprint, "description": description,
         })
         return fingerprint
+
+
+class _VanishedLink(Exception):
+    """Incus tripped over a host link that vanished while it made a bridge: try again."""

@@ -239,29 +239,35 @@ class IncusProvider(Provider):
                     self.api.delete(f"/1.0/images/{image['fingerprint']}")
 
     # --- create ----------------------------------------------------------------------------
+    def _quota(self) -> dict[str, str]:
+        """The project's limits: the lab's nodes and no more, so a student given the project
+        (or a runaway lab on a class server) cannot take more than the lab file grants."""
+        count = len(self.spec.nodes)
+        memory = str(self.settings["memory"])
+        number = memory.rstrip("KMGTiB")
+        return {
+            "limits.instances": str(count),
+            "limits.cpu": str(self.settings["cpus"] * count),
+            "limits.memory": f"{int(number) * count}{memory[len(number):]}",
+        }
+
     def _ensure_project(self) -> None:
-        if self._check_project() is None:
+        project = self._check_project()
+        if project is None:
             self.api.post("/1.0/projects", {
                 "name": self.project,
                 "description": f"swarmlab lab {self.spec.name}",
-                "config": {**PROJECT_FEATURES, LABEL: self.spec.name},
+                "config": {**PROJECT_FEATURES, **self._quota(), LABEL: self.spec.name},
             })
             self.state.record_resource("project", self.project)
+        elif any(project["config"].get(k) != v for k, v in self._quota().items()):
+            self.api.request("PATCH", f"/1.0/projects/{self.project}",
+                             {"config": self._quota()})
 
     def _ensure_network(self) -> None:
         if self._check_network() is None:
             prefix = ipaddress.IPv4Network(self.spec.subnet).prefixlen
-            # Incus lists every link on the host while it sets a new bridge up; a veth that
-            # Docker removes meanwhile fails the whole request ("Failed to run: ip -d -j link
-            # show vethX ... does not exist"), seen here beside busy local labs. Such a
-            # request made nothing and is simply sent again.
-            wait_until(lambda: self._create_network(prefix), timeout=30, interval=0.5,
-                       retry_on=(_VanishedLink,), what=f"Incus network {self.network_name}")
-            self.state.record_resource("network", self.network_name)
-
-    def _create_network(self, prefix: int) -> bool:
-        try:
-            self.api.post("/1.0/networks", {
+            self.api.create_network({
                 "name": self.network_name,
                 "type": "bridge",
                 "description": f"swarmlab lab {self.spec.name}",
@@ -273,11 +279,7 @@ class IncusProvider(Provider):
                     LABEL: self.spec.name,
                 },
             })
-        except IncusError as exc:
-            if "does not exist" in str(exc) and "link show" in str(exc):
-                raise _VanishedLink(str(exc)) from None
-            raise
-        return True
+            self.state.record_resource("network", self.network_name)
 
     def _instance(self, node: NodeSpec) -> dict[str, Any] | None:
         found = self.api.find(f"/1.0/instances/{self.machine_name(node)}", project=self.project)
@@ -512,7 +514,3 @@ class IncusProvider(Provider):
                 self.api.wait(operation["id"])
             except IncusError as exc:
                 raise NodeError(node.name, f"incus {what} failed: {exc}") from None
-
-
-class _VanishedLink(Exception):
-    """Incus tripped over a host link that vanished while it made a bridge: try again."""
