@@ -214,3 +214,17 @@ def test_leave_goes_workers_then_managers_then_the_leader(
     status = lab.status()
     assert [n["swarm_state"] for n in status["nodes"]] == ["inactive"] * 3
 
+
+
+def test_swarm_init_never_starts_a_second_swarm_beside_a_node_in_one(lab: LabHandle) -> None:
+    left = lab.invoke("swarm.leave")  # every node out of any swarm (already so in order)
+    assert left.code == 0, left.output
+    on(lab, "worker1", "docker swarm init --advertise-addr 10.201.100.13")
+    refused = lab.invoke("swarm.init")
+    assert refused.code != 0
+    assert "worker1 already in a swarm" in refused.stderr and "Traceback" not in refused.output
+    state = on(lab, "manager1", "docker info --format '{{.Swarm.LocalNodeState}}'").stdout
+    assert state.strip() == "inactive"
+    on(lab, "worker1", "docker swarm leave --force")
+    made = lab.invoke("swarm.init")
+    assert made.code == 0 and "swarm initialised on manager1" in made.stdout, made.output
