@@ -273,6 +273,25 @@ def test_the_students_page_terminal_and_picture(served: Served, browser: Any) ->
     browser.save_screenshot(str(SHOTS / "student.png"))
 
 
+def test_a_roster_change_while_serving_is_one_line(served: Served, tmp_path: Path) -> None:
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,name\na,Ada Lovelace\n")
+    up = run_cli("-f", str(served.lab_file), "class.up", "--roster", str(roster), timeout=300)
+    assert up.code == 0, up.output
+    line = wait_until("the server says the roster changed", lambda: next(
+        (said for said in served.output if "roster changed" in said), None), 20)
+    assert line.strip() == (f"class {CLASS}: the roster changed while serving (new: none;"
+                            " left: b); restart class.serve to serve it as it is now")
+    # b is still served until then: nothing was taken from under an open page.
+    assert http(served.student("b"))[0] == 200
+    roster.write_text("id,name\na,Ada Lovelace\nb,Bo Diddley\n")
+    up = run_cli("-f", str(served.lab_file), "class.up", "--roster", str(roster), timeout=300)
+    assert up.code == 0, up.output
+    wait_until("the server says the roster is back", lambda: any(
+        said.strip() == f"class {CLASS}: the roster is as served again"
+        for said in served.output), 20)
+
+
 def test_a_node_that_is_down_says_so_in_its_pane(served: Served, browser: Any) -> None:
     stopped = labelled_containers(f"{CLASS}-b", "worker1")
     assert len(stopped) == 1

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ MAX_MESSAGE = 16 * 1024  # one browser message (a paste); uvicorn's ws_max_size 
 IDLE = 30 * 60.0  # a terminal with no keystroke for this long is closed
 OPEN_DEADLINE = 15.0  # a node that gives no shell by then is "down" in its pane
 HEARTBEAT = 15.0
+ROSTER_EVERY = 5.0  # how often the class's record is read for a roster change
 HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
@@ -283,6 +284,29 @@ class Server:
         return Response(body, media_type=media, headers={
             **HEADERS, "Content-Disposition": f'attachment; filename="{name}"'})
 
+    async def watch_roster(self, say: Callable[[str], None]) -> None:
+        """Say once, in one line, when the class's roster no longer matches what is served."""
+        if self.room.roster is None:
+            return
+        served = frozenset(seat.id for seat in self.room.seats)
+        told = served
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(ROSTER_EVERY)
+            try:
+                now = await loop.run_in_executor(self.pool, self.room.roster)
+            except LabError:
+                continue  # a record being rewritten; the next look reads it whole
+            if now != told:
+                told = now
+                if now == served:
+                    say(f"{self.room.title}: the roster is as served again")
+                    continue
+                new = ", ".join(sorted(now - served)) or "none"
+                left = ", ".join(sorted(served - now)) or "none"
+                say(f"{self.room.title}: the roster changed while serving (new: {new}; left:"
+                    f" {left}); restart class.serve to serve it as it is now")
+
     async def shutdown(self) -> None:
         for student in self.sessions:
             self.close_terminals(student, "the server is stopping")
@@ -315,7 +339,8 @@ def same_origin(request: Request | WebSocket) -> bool:
     return origin is None or urlsplit(origin).netloc == request.headers.get("host")
 
 
-def make_app(room: Room, links: Links, period: float | None = None) -> Starlette:
+def make_app(room: Room, links: Links, period: float | None = None,
+             say: Callable[[str], None] = print) -> Starlette:
     server = Server(room, links, period)
 
     async def nothing(request: Request) -> Response:
@@ -324,7 +349,9 @@ def make_app(room: Room, links: Links, period: float | None = None) -> Starlette
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        roster = asyncio.get_running_loop().create_task(server.watch_roster(say))
         yield
+        roster.cancel()
         await server.shutdown()
 
     app = Starlette(routes=[

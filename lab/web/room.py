@@ -6,6 +6,7 @@ after itself, so both pages work the same way for a class of one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,9 @@ class Room:
     seats: tuple[Seat, ...]
     folder: Path  # where the links file is kept (the class's or the lab's folder)
     failures: tuple[str, ...] = ()
+    # The students on the roster now (a class's record can change while serving); None for
+    # a lab, which has no roster.
+    roster: Callable[[], frozenset[str]] | None = None
 
     def seat(self, student: str) -> Seat | None:
         return next((seat for seat in self.seats if seat.id == student), None)
@@ -36,10 +40,16 @@ class Room:
 
 def class_room(plan: ClassPlan) -> Room:
     """Every student of the class plan."""
+    from ..classroom.record import ClassRecord
     from ..failures import FAILURES
 
+    def roster() -> frozenset[str]:
+        record = ClassRecord.load(plan.base.state_dir, plan.name)
+        return frozenset(sid for sid, entry in record.students.items()
+                         if entry.get("in_roster", True))
+
     seats = tuple(Seat(entry.id, entry.student.name, entry.spec) for entry in plan.labs)
-    return Room(f"class {plan.name}", seats, plan.directory, tuple(FAILURES))
+    return Room(f"class {plan.name}", seats, plan.directory, tuple(FAILURES), roster)
 
 
 def lab_room(spec: LabSpec) -> Room:

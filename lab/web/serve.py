@@ -101,7 +101,7 @@ def serve(room: Room, *, listen: str = DEFAULT_LISTEN, tls_cert: str = "", tls_k
             f" {links.path} (keep it to yourself)")
     say("Ctrl-C stops")
     config = uvicorn.Config(
-        make_app(room, links, period), host=host, port=port, access_log=False,
+        make_app(room, links, period, say), host=host, port=port, access_log=False,
         log_level="warning", ws_max_size=4 * MAX_MESSAGE, lifespan="on",
         ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None)
     uvicorn.Server(config).run()
