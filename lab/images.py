@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -494,7 +495,8 @@ def build_incus_tarball(
     ensure_images([INCUS_BASE], log=log, client=client)
     digest = incus_image_digest()
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    path = BUILD_DIR / f"node-incus-{digest}.tar"
+    # A name of its own per call: labs of a class come up side by side, each may build it.
+    path = BUILD_DIR / f"node-incus-{digest}-{os.getpid()}-{threading.get_ident()}.tar"
     overlay = INCUS_DIR / "rootfs"
     # Files only: the overlay's directories are the base's own (/etc, /usr/local/sbin...).
     added = [p for p in sorted(overlay.rglob("*")) if p.is_symlink() or not p.is_dir()]

@@ -34,7 +34,7 @@ LABEL = "user.swarmlab.lab"
 LABEL_NODE = "user.swarmlab.node"
 DEFAULT_SETTINGS: dict[str, Any] = {
     "cpus": 2, "memory": "1GiB", "pool": "swarmlab",
-    # A remote server or cluster over HTTPS; none: the local incusd on its unix socket.
+    # A remote server over HTTPS (clusters: not yet); none: the local incusd on its socket.
     "remote": None, "client_cert": None, "client_key": None, "server_cert": None,
 }
 TLS_FILES = ("client_cert", "client_key", "server_cert")
