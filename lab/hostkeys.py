@@ -98,21 +98,30 @@ def unpin(lab_dir: Path, host: str, port: int) -> None:
 def scan(host: str, port: int, timeout: float) -> str:
     """The host key a server shows, as "type base64" (for trust on first use after creation)."""
 
-    def host_key() -> str:
-        with socket.create_connection((host, port), timeout=5) as sock:
-            transport = paramiko.Transport(sock)
-            try:
-                transport.get_security_options().key_types = ["ssh-ed25519"]
-                transport.start_client(timeout=10)
-                key = transport.get_remote_server_key()
-                return f"{key.get_name()} {key.get_base64()}"
-            finally:
-                transport.close()
+    last_error = ["no answer"]
 
-    # Refused, reset or a half-started sshd: not there yet, and what the user is told last.
+    def host_key() -> str:
+        try:
+            with socket.create_connection((host, port), timeout=5) as sock:
+                transport = paramiko.Transport(sock)
+                try:
+                    transport.get_security_options().key_types = ["ssh-ed25519"]
+                    transport.start_client(timeout=10)
+                    key = transport.get_remote_server_key()
+                    return f"{key.get_name()} {key.get_base64()}"
+                finally:
+                    transport.close()
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            last_error[0] = str(exc) or type(exc).__name__
+            raise
+
+    # Refused, reset or a half-started sshd: not there yet. The message is the one providers
+    # wrap ("VM X has its address but no SSH host key from ..."), with what was seen last.
     return wait_until(host_key, timeout=timeout, interval=1,
                       what=f"an SSH host key from {host}:{port}",
-                      retry_on=(OSError, paramiko.SSHException, EOFError))
+                      retry_on=(OSError, paramiko.SSHException, EOFError),
+                      error=lambda _: LabError(f"no SSH host key from {host}:{port} within"
+                                               f" {timeout:.0f} s ({last_error[0]})"))
 
 
 def make_host_key(directory: Path, node: str) -> tuple[Path, str]:
