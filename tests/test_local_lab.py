@@ -61,6 +61,8 @@ def test_rerun_on_a_converged_lab_changes_nothing(shared_lab: LabHandle) -> None
     assert "nothing changed: the lab was already up" in result.stdout
     assert "create: ok" in result.stdout and "swarm: ok" in result.stdout
     assert "changed" not in result.stdout.replace("nothing changed", "")
+    # The closing table's "reach with" reaches this very lab, not the default one.
+    assert f"invoke -f {shared_lab.file} lab.ssh manager1" in result.stdout
 
 
 def test_status_table_says_how_to_reach_each_node(shared_lab: LabHandle) -> None:

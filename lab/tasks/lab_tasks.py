@@ -36,7 +36,8 @@ def up(ctx: Context, provider: str | None = None, skip_swarm: bool = False, forc
         report = lab_up(lab, skip_swarm=skip_swarm, force=force,
                         discard_services=discard_services, log=say)
         say("")
-        say(lab_status.table(lab_status.collect(lab)))
+        reach = lab_status.reach_command(runtime_path(ctx), provider)
+        say(lab_status.table(lab_status.collect(lab, reach)))
         say("" if report.changed else "nothing changed: the lab was already up")
 
 
