@@ -374,3 +374,23 @@ def test_a_leaderless_manager_that_no_longer_claims_control_is_not_told_to_promo
     stuck = [f for f in found if f.node == "manager2"]
     assert [f.severity for f in stuck] == [ERROR]
     assert "without a leader" in stuck[0].saw("en") and "promote" not in stuck[0].fix("en")
+
+
+def test_a_network_removed_during_the_survey_is_no_fault_of_the_check(tmp_path: Path) -> None:
+    """Stand-in docker (the race cannot be timed on demand): `network ls` lists a network that
+    is gone by its `inspect`, as the overlay probe's own network is while swarm removes it.
+    Seen in a real run: 'the check could not run: ... Error: No such network: 9v7h2xtlr9cx'."""
+    fake = tmp_path / "docker"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$1 $2" in\n'
+        '  "service ls") ;;\n'
+        '  "network ls") echo live1; echo gone1 ;;\n'
+        '  "network inspect") [ "$5" = live1 ] || { echo "Error: No such network: $5" >&2;'
+        " exit 1; }; echo 'live1|ingress|overlay|swarm' ;;\n"
+        "esac\n")
+    fake.chmod(0o755)
+    done = subprocess.run(["sh", "-c", networks.QUERY], capture_output=True, text=True,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("@@networks")[1].split() == ["live1|ingress|overlay|swarm"]
