@@ -26,6 +26,13 @@ pytestmark = pytest.mark.failure
 
 NAME = "t-fail"
 OCTET = 30
+# Every test on a lab runs once per node release (Docker 20.10 and 26.1): lab name and octet.
+RELEASE_LABS = {"bookworm": (NAME, OCTET), "trixie": ("t-h10-fail", 222)}
+RELEASE_OF = {name: release for release, (name, _) in RELEASE_LABS.items()}
+# What each generation's CLI says for a service on a local network (real output:
+# tests/fixtures/docker_words/*/non_overlay_cli.txt).
+NO_SUCH_NETWORK = {"bookworm": "Error: No such network: lesson-net",
+                   "trixie": "Error response from daemon: network lesson-net not found"}
 # A join token's secret part, anywhere in output: it must never show.
 TOKEN = re.compile(r"SWMTKN-1-(?!<redacted>)")
 
@@ -116,9 +123,11 @@ def test_clock_skew_ca_steps_break_and_fix_in_order() -> None:
 
 
 # --- on a lab --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def lab(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
-    yield from lab_fixture(tmp_path_factory.mktemp("fail"), NAME, OCTET)
+@pytest.fixture(scope="module", params=list(RELEASE_LABS))
+def lab(images: None, tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest) -> Iterator[LabHandle]:
+    name, octet = RELEASE_LABS[request.param]
+    yield from lab_fixture(tmp_path_factory.mktemp("fail"), name, octet, release=request.param)
 
 
 def broken(lab: LabHandle) -> dict[str, Any]:
@@ -196,7 +205,7 @@ def test_already_in_swarm(lab: LabHandle) -> None:
 def test_non_overlay_network(lab: LabHandle) -> None:
     result = lab.invoke("failure.break", "non-overlay-network")
     assert result.code == 0, result.output
-    assert "Error: No such network: lesson-net" in result.stdout
+    assert NO_SUCH_NETWORK[RELEASE_OF[lab.name]] in result.stdout
     assert "The network lesson-net cannot be used with services" in result.stdout
 
     try:
@@ -223,7 +232,8 @@ def test_firewall_blocks_join(lab: LabHandle) -> None:
     report = doctor(lab)
     assert report["exit_code"] == 1
     ports = {(f["node"], f["saw"]) for f in problems(report, "ports")}
-    assert ("worker1", "worker1 cannot connect to manager1 (10.201.30.11):2377/tcp:"
+    manager = lab.nodes[0]["address"]
+    assert ("worker1", f"worker1 cannot connect to manager1 ({manager}):2377/tcp:"
             " No route to host") in ports
     [rule] = problems(report, "firewall")
     assert rule["node"] == "manager1" and "REJECT" in rule["saw"]

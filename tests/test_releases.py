@@ -7,9 +7,13 @@ printed on real nodes here (captured by capture.py in that folder).
 
 from __future__ import annotations
 
+import json
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lab import images
 from lab.errors import LabError, SpecError
@@ -18,7 +22,7 @@ from lab.failures.firewall_blocks_join import NO_ROUTE
 from lab.failures.non_overlay_network import CLI_TEXTS, DAEMON_TEXT
 from lab.failures.show import said_any
 from lab.spec import RELEASES, parse_spec
-from tests.conftest import write_lab
+from tests.conftest import LabHandle, lab_fixture, write_lab
 
 WORDS = Path(__file__).parent / "fixtures" / "docker_words"
 NODES = [{"name": "manager1", "role": "manager", "address": "10.77.0.11"}]
@@ -165,3 +169,88 @@ def test_a_wrong_nodes_like_is_one_line(fields, words):
     with pytest.raises(SpecError) as caught:
         spec(**fields)
     assert str(caught.value).startswith(words) and "\n" not in str(caught.value)
+
+
+# --- a seed lab: firewalld really there --------------------------------------------------------
+SEED = ("t-h10-seed", 226)
+
+
+def node_sh(lab: LabHandle, node: str, script: str) -> str:
+    done = subprocess.run(["docker", "exec", f"swarmlab-{lab.name}-{node}", "sh", "-c", script],
+                          capture_output=True, text=True, timeout=60)
+    return (done.stdout + done.stderr).strip()
+
+
+def firewall_rows(output: str) -> dict[str, str]:
+    """node -> the status word of its `firewall` row in lab.up's prepare output."""
+    rows = {}
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) >= 3 and words[1] == "firewall":
+            rows[words[0]] = words[2]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def seed_lab(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
+    # The seed image is built on demand (about two minutes the first time on this machine).
+    yield from lab_fixture(tmp_path_factory.mktemp("seed"), *SEED, release="trixie",
+                           nodes_like="seed", firewall="open-ports")
+
+
+@pytest.mark.failure
+def test_seed_nodes_run_firewalld_and_prepare_opens_the_swarm_ports(seed_lab: LabHandle):
+    names = [n["name"] for n in seed_lab.nodes]
+    for name in names:
+        assert node_sh(seed_lab, name, "firewall-cmd --state") == "running"
+        # Default-deny: the public zone allows ssh and what prepare opened, nothing else.
+        assert node_sh(seed_lab, name, "firewall-cmd --get-default-zone") == "public"
+        assert sorted(node_sh(seed_lab, name, "firewall-cmd --list-ports").split()) == [
+            "2377/tcp", "4789/udp", "7946/tcp", "7946/udp"]
+    again = seed_lab.invoke("lab.up")
+    assert again.code == 0, again.output
+    assert firewall_rows(again.stdout) == dict.fromkeys(names, "ok"), again.stdout
+
+
+@pytest.mark.failure
+def test_firewall_blocks_join_through_firewalld_and_both_fixes(seed_lab: LabHandle):
+    broken = seed_lab.invoke("failure.break", "firewall-blocks-join")
+    assert broken.code == 0, broken.output
+    assert "manager1$ firewall-cmd --remove-port=2377/tcp" in broken.stdout
+    assert "iptables" not in broken.stdout
+    assert "connect: no route to host" in broken.stdout
+    doctor = seed_lab.invoke("lab.doctor", "--json", "--lang", "en")
+    report = json.loads(doctor.stdout)
+    [rule] = [f for f in report["findings"]
+              if f["check"] == "firewall" and f["severity"] == "error"]
+    assert rule["node"] == "manager1"
+    assert rule["saw"] == "firewalld runs on manager1 and does not open 2377/tcp"
+
+    safe = seed_lab.invoke("failure.fix", "firewall-blocks-join", "--way", "safe")
+    assert safe.code == 0, safe.output
+    assert "manager1$ firewall-cmd --permanent --add-port=2377/tcp" in safe.stdout
+    assert node_sh(seed_lab, "manager1", "firewall-cmd --state") == "running"
+
+    assert seed_lab.invoke("failure.break", "firewall-blocks-join").code == 0
+    seed = seed_lab.invoke("failure.fix", "firewall-blocks-join", "--way", "seed")
+    assert seed.code == 0, seed.output
+    assert "manager1$ systemctl disable --now firewalld" in seed.stdout
+    assert node_sh(seed_lab, "manager1", "firewall-cmd --state") == "not running"
+    assert seed_lab.invoke("lab.doctor").code == 0
+
+
+@pytest.mark.failure
+def test_prepare_firewall_disable_on_seed_nodes(seed_lab: LabHandle):
+    # After the seed's fix manager1's firewalld is off already; the others' still runs.
+    data = yaml.safe_load(seed_lab.file.read_text())
+    seed_lab.file.write_text(yaml.safe_dump({**data, "firewall": "disable"}))
+    first = seed_lab.invoke("lab.up")
+    assert first.code == 0, first.output
+    assert firewall_rows(first.stdout) == {"manager1": "ok", "manager2": "changed",
+                                           "worker1": "changed"}, first.stdout
+    for name in ("manager2", "worker1"):
+        assert node_sh(seed_lab, name, "systemctl is-enabled firewalld; firewall-cmd --state"
+                       ).split() == ["disabled", "not", "running"]
+    again = seed_lab.invoke("lab.up")
+    assert firewall_rows(again.stdout) == dict.fromkeys(
+        ["manager1", "manager2", "worker1"], "ok"), again.stdout
