@@ -7,15 +7,18 @@ ending in a swarm in test_vsphere_e2e.py.
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 from pyVmomi import vim
 
+from lab.container_node import run_args
 from lab.errors import NodeError, SpecError
 from lab.spec import parse_spec
-from lab.vsphere import clone
+from lab.vsphere import clone, simulator
 from lab.vsphere.settings import parse_settings
 from tests.vsphere_fixtures import *  # noqa: F403 (the lane's fixtures: __all__)
 from tests.vsphere_fixtures import (
@@ -101,6 +104,22 @@ def test_clone_spec_carries_customization_nic_marks_and_linked_disks() -> None:
     adapter = custom.nicSettingMap[0].adapter
     assert (adapter.ip.ipAddress, adapter.subnetMask, adapter.gateway) == (
         "10.77.0.13", "255.255.255.0", ["10.77.0.1"])
+
+
+def test_container_vms_get_the_container_node_flags_shell_quoted(tmp_path: Path) -> None:
+    spec = lab_spec(tmp_path, "t-h11-vcflags", 44, "https://127.0.0.1:1/sdk", containers=True,
+                    simulator_container_image="swarmlab/node:bookworm")
+    node = spec.node("worker1")
+    args = simulator.run_args(spec, node, "swarmlab/node:bookworm", tmp_path / "keys")
+    # vcsim's /sys workaround first, then the local provider's flags, nothing looser.
+    assert args[:2] == ["--tmpfs", "/sys"] and args[2:2 + len(run_args())] == run_args()
+    assert "--device-cgroup-rule" not in args and "--privileged" not in args
+    assert not any("systempaths" in arg for arg in args)
+    assert args[args.index("--ip") + 1] == node.address and args[-1] == "swarmlab/node:bookworm"
+    # vcsim runs them through /bin/sh: each one comes back as one word.
+    quoted = json.loads(simulator.extra_config(spec, node, "swarmlab/node:bookworm",
+                                               tmp_path / "keys")[simulator.RUN_CONTAINER])
+    assert shlex.split(" ".join(quoted)) == args
 
 
 def test_vmxnet3_fix_is_a_persisted_udev_rule_and_valid_shell(tmp_path: Path) -> None:
