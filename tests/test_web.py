@@ -153,9 +153,10 @@ def served(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 server.kill()
+        # The last lab test took the class down already, unless an earlier one failed.
         down = run_cli("-f", str(lab_file), "class.down", timeout=600)
         remove_leftovers()
-        assert down.code == 0, down.output
+        assert down.code == 0 or "has no students yet" in down.stderr, down.output
 
 
 @pytest.fixture(scope="module")
@@ -432,6 +433,27 @@ def test_the_cards_carry_each_students_link_and_qr_code(served: Served, tmp_path
         assert '<div class="web"><svg' in card
         others = [served.secrets[other] for other in STUDENTS if other != sid]
         assert not any(secret in card for secret in others)
+
+
+def test_the_server_survives_the_class_going_down_under_open_pages(
+    served: Served, browser: Any
+) -> None:
+    """Last of the lab tests: class.down with a's terminals and picture open."""
+    browser.get(served.student("a"))
+    wait_until("a's terminals open", lambda: all(
+        pane_state(browser, node).startswith("up") for node in ("manager1", "worker1")), 20)
+    down = run_cli("-f", str(served.lab_file), "class.down", timeout=600)
+    assert down.code == 0, down.output
+    wait_until("every pane says it closed or is down", lambda: all(
+        pane_state(browser, node).split()[0] in ("closed", "down")
+        for node in ("manager1", "manager2", "worker1")), 20)
+    wait_until("the picture says the lab is gone", lambda: all(
+        state.startswith("down") for state in picture_nodes(browser).values()), 20)
+    assert http(served.base + "/")[0] == 404  # still serving
+    assert http(served.instructor + "board")[0] == 200
+    type_in(browser, "manager1", "\n")  # reopening a node that is gone: down, at once
+    wait_until("manager1 says down", lambda: pane_state(browser, "manager1")
+               .startswith("down"), 10)
 
 
 def test_no_secret_in_the_servers_output(served: Served) -> None:
