@@ -77,6 +77,34 @@ def write_lab(tmp: Path, name: str, octet: int, nodes: int = 3, **extra: object)
     return LabHandle(name=name, file=path, state_dir=tmp / "state", nodes=node_list)
 
 
+# `make test` runs the suite but the vm lane on two pytest-xdist workers (--dist loadgroup).
+# A lab made by a fixture must live on one worker only, or two workers would make and remove
+# the same lab under each other: a module stays whole on one worker, every module of the
+# shared lab on the same one, and the simulator/vagrant/incus lanes each on one (their labs
+# and host-wide state, such as Vagrant's machine index, are shared within a lane).
+SHARED_LAB_FIXTURES = {"shared_lab", "lab_up"}
+ONE_WORKER_LANES = ("vsphere", "vagrant", "incus", "vm")
+
+
+def worker_group(module_items: list[pytest.Item]) -> str:
+    if any(SHARED_LAB_FIXTURES & set(item.fixturenames) for item in module_items):
+        return "shared-lab"
+    for lane in ONE_WORKER_LANES:
+        if any(item.get_closest_marker(lane) for item in module_items):
+            return lane
+    return module_items[0].module.__name__
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    modules: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    for module_items in modules.values():
+        group = worker_group(module_items)
+        for item in module_items:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 def docker_ok() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
 
