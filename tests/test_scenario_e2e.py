@@ -15,12 +15,13 @@ import signal
 import subprocess
 import textwrap
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import INVOKE, ROOT, CLIResult, LabHandle, run_cli
+from lab.spec import PROVIDER_RELEASES, RELEASES
+from tests.conftest import INVOKE, ROOT, CLIResult, LabHandle, lab_fixture, run_cli
 
 pytestmark = pytest.mark.scenario
 
@@ -41,10 +42,25 @@ def kernel_has_ipvs() -> bool:
     return modules.is_dir() and any(modules.rglob("ip_vs.ko*"))
 
 
+# Every scenario runs once per node release (Docker 20.10 and 26.1): the default release on
+# the suite's shared lab, the other on a lab of its own (name, octet).
+OTHER_RELEASE_LABS = {"bookworm": ("t-h10-scen-b", 224), "trixie": ("t-h10-scen", 223)}
+
+
+@pytest.fixture(scope="module", params=RELEASES)
+def release_lab(request: pytest.FixtureRequest, images: None,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
+    if request.param == PROVIDER_RELEASES["local"][0]:
+        yield request.getfixturevalue("lab_up")
+        return
+    name, octet = OTHER_RELEASE_LABS[request.param]
+    yield from lab_fixture(tmp_path_factory.mktemp("scen"), name, octet, release=request.param)
+
+
 @pytest.fixture(scope="module")
-def cli(lab_up: LabHandle) -> CLI:
-    """The CLI against the suite's shared three-node lab (never the user's default lab)."""
-    return lab_up.invoke
+def cli(release_lab: LabHandle) -> CLI:
+    """The CLI against a three-node lab of the tests' own (never the user's default lab)."""
+    return release_lab.invoke
 
 
 def services(cli: CLI) -> list[str]:
@@ -257,10 +273,11 @@ def never_converging(tmp_path: Path, name: str) -> Path:
         """)
 
 
-def test_ctrl_c_still_runs_the_cleanup(cli: CLI, lab_up: LabHandle, tmp_path: Path) -> None:
+def test_ctrl_c_still_runs_the_cleanup(cli: CLI, release_lab: LabHandle,
+                                      tmp_path: Path) -> None:
     path = never_converging(tmp_path, "t-ctrlc")
     process = subprocess.Popen(
-        [*INVOKE, "-f", str(lab_up.file), "scenario.run", str(path)],
+        [*INVOKE, "-f", str(release_lab.file), "scenario.run", str(path)],
         cwd=ROOT, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, env=dict(os.environ),
     )
@@ -280,7 +297,7 @@ def test_ctrl_c_still_runs_the_cleanup(cli: CLI, lab_up: LabHandle, tmp_path: Pa
 
 
 def test_q_at_a_step_pause_stops_and_cleans_up(
-    cli: CLI, lab_up: LabHandle, tmp_path: Path
+    cli: CLI, release_lab: LabHandle, tmp_path: Path
 ) -> None:
     path = lesson(tmp_path, """\
         title: Paused
@@ -298,7 +315,7 @@ def test_q_at_a_step_pause_stops_and_cleans_up(
             run: docker service rm t-step
         """)
     done = subprocess.run(
-        [*INVOKE, "-f", str(lab_up.file), "scenario.run", str(path), "--step"],
+        [*INVOKE, "-f", str(release_lab.file), "scenario.run", str(path), "--step"],
         cwd=ROOT, input="\nq\n",
         capture_output=True, text=True, timeout=300,
     )
