@@ -10,6 +10,7 @@ docs/screenshots/ (the README shows them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -247,6 +248,34 @@ def test_a_secret_opens_its_own_students_page_only(served: Served, tmp_path: Pat
         connect(served.student("b", a_secret).replace("http", "ws", 1) + "term/manager1",
                 open_timeout=10)
     assert refused.value.response.status_code == 403
+
+
+def test_terminals_are_bounded_per_student(served: Served) -> None:
+    from websockets.sync.client import connect
+
+    from lab.web.app import MAX_TERMINALS
+
+    url = served.student("a").replace("http", "ws", 1) + "term/worker1"
+    with contextlib.ExitStack() as opened:
+        for _ in range(MAX_TERMINALS):
+            socket_ = opened.enter_context(connect(url, open_timeout=10))
+            assert socket_.recv(timeout=10) == "sconnecting"
+            assert socket_.recv(timeout=20) == "sup"
+        with connect(url, open_timeout=10) as extra:
+            said = extra.recv(timeout=10)
+        assert said.startswith(f"sfull {MAX_TERMINALS} terminals are open already"), said
+        # b's terminals are b's own count: a's full house does not hold b back.
+        with connect(served.student("b").replace("http", "ws", 1) + "term/manager1",
+                     open_timeout=10) as other:
+            assert other.recv(timeout=10) == "sconnecting"
+            assert other.recv(timeout=20) == "sup"
+
+    def terminals_of(student: str) -> int:
+        board = json.loads(http(served.instructor + "board")[1])
+        return next(row["terminals"] for row in board["students"] if row["student"] == student)
+
+    # Closed in the browser, gone from the count (the next test opens a's page).
+    wait_until("a's terminals are all released", lambda: terminals_of("a") == 0, 15)
 
 
 def test_the_students_page_terminal_and_picture(served: Served, browser: Any) -> None:

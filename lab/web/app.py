@@ -208,6 +208,9 @@ class Server:
         finally:
             if receiver is not None and not receiver.done():
                 receiver.cancel()
+            # The browser went away: end the shell first, so its reader stops and the
+            # sender finishes now rather than at its timeout.
+            shell.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sender, 5)
             sender.cancel()
