@@ -438,6 +438,9 @@ def test_a_reset_closes_the_students_terminals_and_says_why(served: Served,
 
     job = wait_until("the reset is done", reset_job, 300, every=2)
     assert job["state"] == "ok", job
+    board = json.loads(http(served.instructor + "board")[1])
+    assert next(row for row in board["students"] if row["student"] == "b")[
+        "last_reset"]["to"] == "swarm"
     def swarm_anew() -> dict[str, str]:
         nodes = picture_nodes(browser)
         if sorted(nodes.values()) != ["Leader", "Reachable", "Ready"]:

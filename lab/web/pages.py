@@ -52,7 +52,7 @@ def instructor(room: Room) -> str:
         f'<tr data-student="{_e(seat.id)}"><td><b>{_e(seat.id)}</b><br>{_e(seat.name)}</td>'
         '<td class="nodes">…</td><td class="swarm">…</td><td class="services"></td>'
         '<td class="doctor"></td>'
-        '<td class="terminals"></td><td class="grade"></td>'
+        '<td class="terms"></td><td class="grade"></td><td class="reset"></td>'
         '<td class="actions">'
         f'<select class="failure">{failures}</select>'
         '<button data-action="break">break</button><button data-action="fix">fix</button>'
@@ -66,6 +66,7 @@ def instructor(room: Room) -> str:
             ' <a href="grade.json" download>grade (JSON)</a>'
             ' <a href="grade.xml" download>grade (JUnit)</a> <span id="said"></span></p>'
             '<table id="board"><thead><tr><th>student</th><th>nodes up</th><th>swarm</th>'
-            "<th>services</th><th>doctor</th><th>terminals</th><th>grade</th><th>actions</th>"
+            "<th>services</th><th>doctor</th><th>terminals</th><th>grade</th><th>last reset</th>"
+            "<th>actions</th>"
             f"<th>last action</th></tr></thead><tbody>{rows}</tbody></table>"
             '<script src="/static/instructor.js"></script></body></html>')

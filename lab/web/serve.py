@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..atomic import write_atomic
 from ..errors import LabError, SpecError
-from .app import MAX_MESSAGE, make_app
+from .app import MAX_MESSAGE, STATIC, make_app
 from .links import SERVED, Links
 from .room import Room
 
@@ -83,6 +83,9 @@ def serve(room: Room, *, listen: str = DEFAULT_LISTEN, tls_cert: str = "", tls_k
     import uvicorn
 
     host, port = parse_listen(listen)
+    if not (STATIC / "vendor" / "xterm.js").is_file():
+        raise LabError(f"xterm.js is missing from {STATIC / 'vendor'}: run `make web` once"
+                       " (it copies it from the npm registry's package; pages never fetch it)")
     tls = check_tls(tls_cert, tls_key)
     check_port(host, port)
     links = Links.load(room.folder, [seat.id for seat in room.seats], renew=new_secrets)

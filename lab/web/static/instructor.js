@@ -25,7 +25,10 @@
         cell(tr, "services", String(s.services));
         cell(tr, "doctor", s.doctor ? s.doctor + ": " + s.doctor_first : "ok", s.doctor ? "bad" : "ok");
       }
-      cell(tr, "terminals", String(row.terminals));
+      cell(tr, "terms", String(row.terminals));
+      if (row.last_reset) {
+        cell(tr, "reset", row.last_reset.to + " " + new Date(row.last_reset.at * 1000).toLocaleTimeString());
+      }
       if (row.grade) {
         cell(tr, "grade", row.grade.healthy ? "healthy" : "NOT healthy: " + row.grade.reasons.join("; "),
              row.grade.healthy ? "ok" : "bad");
