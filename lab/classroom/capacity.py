@@ -1,7 +1,8 @@
 """Room on this host for more labs, checked before each lab makes machines here.
 
 Only machines that run on this host take its room: local nodes (containers), vagrant VMs,
-or vagrant's docker provider's containers. vSphere's room is vCenter's business; its own
+vagrant's docker provider's containers, or Incus containers on the local incusd (their
+`incus.memory`, the limit Incus sets on each). vSphere's room is vCenter's business; its own
 admission faults come back per student as that lab's failure. Two things run out here:
 
 - memory: each new node needs its budget (classroom.memory_per_node_mib; a VM its own
@@ -23,6 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from ..errors import SpecError
 from ..hostroom import INOTIFY_PER_NODE, inotify_free
 from ..spec import LabSpec
 from ..state import LabState
@@ -48,7 +50,28 @@ def needs(spec: LabSpec, per_node_mib: int) -> tuple[int, int] | None:
         if settings.provider == "docker":
             return per_node_mib, INOTIFY_PER_NODE
         return settings.memory, 0
+    if spec.provider == "incus":
+        from ..providers.incus import DEFAULT_SETTINGS
+
+        settings = {**DEFAULT_SETTINGS, **spec.provider_settings}
+        if settings["remote"]:
+            return None  # a remote server's room is that server's (its project quota) business
+        # Measured (tests/test_incus_class.py): an Incus container's systemd, though root
+        # in its own user namespace, is charged its inotify instances against the host's
+        # root, like a local node: the kernel counts them at every namespace level up.
+        return memory_mib(str(settings["memory"])), INOTIFY_PER_NODE
     return None
+
+
+def memory_mib(size: str) -> int:
+    """MiB of an Incus size such as 512MiB, 2GiB, 1GB (decimal units rounded up to MiB)."""
+    number = size.rstrip("KMGTiB")
+    unit = size[len(number):]
+    scale = {"MiB": 1, "GiB": 1024, "MB": 1, "GB": 954}.get(unit)
+    if not number.isdigit() or scale is None:
+        raise SpecError(f"lab file: incus.memory is {size!r}; allowed: a size such as 512MiB"
+                        " or 2GiB")
+    return int(number) * scale
 
 
 class RoomGate:

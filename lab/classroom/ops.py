@@ -66,6 +66,19 @@ def reset(entry: StudentLab, log: Log, *, to: str) -> tuple[str, Any]:
         return f"reverted to snapshot {to}; " + lifecycle.revert(lab, to, log), {"to": to}
 
 
+def snapshot(entry: StudentLab, log: Log, *, name: str) -> tuple[str, Any]:
+    """A provider snapshot of one lab, for a later `class.reset --to NAME`."""
+    with Lab(entry.spec, log=log) as lab:
+        lifecycle.require_up(lab)
+        if not lab.provider.can_snapshot or name in TARGETS:
+            raise LabError(
+                f"provider {lab.spec.provider} cannot take a snapshot" if name not in TARGETS
+                else f"{name!r} is a reset target, not a snapshot name; choose another name"
+            )
+        lifecycle.snapshot(lab, name, log)
+        return f"snapshot {name} taken", {"snapshot": name}
+
+
 def _reset_docker(lab: Lab, log: Log, to: str) -> tuple[str, Any]:
     # Machines back and prepared first: a student may have stopped Docker or a node.
     lifecycle.up(lab, skip_swarm=True, log=log)

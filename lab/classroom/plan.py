@@ -6,7 +6,8 @@
   `address_pool`, and each node keeps its offset from the lab file (manager1 .11 stays .11);
   a student keeps the subnet recorded for them, so editing the roster never moves a lab;
 - providers: local gets a Docker network per lab (from the lab name), vSphere a folder per
-  student inside the class's folder, Vagrant a project per lab (in the lab's state folder).
+  student inside the class's folder, Vagrant a project per lab (in the lab's state folder),
+  Incus a project per lab (`swarmlab-<lab>`, its quota the lab's nodes) and a bridge.
 
 Each student's lab is also written out as a plain lab file, so every `lab.*` task works on
 one student's lab: `invoke -f <class dir>/labs/<id>.yaml lab.ssh manager1`.
@@ -24,19 +25,21 @@ from typing import Any
 import yaml
 
 from ..errors import SpecError
+from ..providers.incus import BRIDGE_PREFIX as INCUS_BRIDGE_PREFIX
 from ..spec import NAME_RE, LabSpec, parse_spec
 from .record import ClassRecord
 from .roster import Student
 from .settings import ClassSettings
 
 # Linux limits interface names to 15 characters, and the local and vagrant-docker providers
-# name a lab's bridge "sl-<lab>" cut to that length: two labs must not end up with one name.
-BRIDGE_PROVIDERS = ("local", "vagrant")
+# name a lab's bridge "sl-<lab>" (incus "sli-<lab>") cut to that length: two labs must not
+# end up with one name.
+BRIDGE_PREFIXES = {"local": "sl-", "vagrant": "sl-", "incus": INCUS_BRIDGE_PREFIX}
 BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
-def bridge_name(lab: str) -> str:
-    return f"sl-{lab}"[:15]
+def bridge_name(lab: str, provider: str = "local") -> str:
+    return (BRIDGE_PREFIXES[provider] + lab)[:15]
 
 
 @dataclass(frozen=True)
@@ -205,8 +208,8 @@ def make_plan(
             spec = parse_spec(mine)
         except SpecError as exc:
             raise _fault(student, roster, str(exc).removeprefix("lab file: ")) from None
-        if spec.provider in BRIDGE_PROVIDERS:
-            bridge = bridge_name(lab)
+        if spec.provider in BRIDGE_PREFIXES:
+            bridge = bridge_name(lab, spec.provider)
             if bridge in bridges:
                 other = bridges[bridge]
                 raise _fault(student, roster, f"its network bridge would be {bridge}, as row"

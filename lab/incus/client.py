@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -239,18 +240,27 @@ class Incus:
         and a veth that Docker removes meanwhile fails the whole request ("Failed to run:
         ip -d -j link show vethX ... does not exist"): seen here twice in a few runs beside
         busy local labs. Such a request made nothing, so it is sent again."""
+        self._despite_vanishing_links(lambda: self.post("/1.0/networks", body),
+                                      f"Incus to make network {body['name']}")
 
-        def create() -> bool:
+    def delete_network(self, name: str) -> None:
+        """Remove a network. Deleting a bridge, Incus lists its children and trips over a veth
+        gone meanwhile the same way (seen with the three labs of a class going down side by
+        side: two of three deletes failed); the bridge is still there, so it is asked again."""
+        self._despite_vanishing_links(lambda: self.delete(f"/1.0/networks/{name}"),
+                                      f"Incus to remove network {name}")
+
+    def _despite_vanishing_links(self, request: Callable[[], Any], what: str) -> None:
+        def attempt() -> bool:
             try:
-                self.post("/1.0/networks", body)
+                request()
             except IncusError as exc:
                 if "link show" in str(exc) and "does not exist" in str(exc):
                     raise _VanishedLink(str(exc)) from None
                 raise
             return True
 
-        wait_until(create, timeout=30, interval=0.5, retry_on=(_VanishedLink,),
-                   what=f"Incus to make network {body['name']}")
+        wait_until(attempt, timeout=30, interval=0.5, retry_on=(_VanishedLink,), what=what)
 
     def import_image(self, tarball: Path, alias: str, description: str) -> str:
         """Import a unified image tarball into the default project; returns its fingerprint."""

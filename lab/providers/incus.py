@@ -457,7 +457,7 @@ class IncusProvider(Provider):
             self.api.delete(f"/1.0/projects/{self.project}")
             removed.append(f"project {self.project}")
         if self._check_network() is not None:
-            self.api.delete(f"/1.0/networks/{self.network_name}")
+            self.api.delete_network(self.network_name)
             removed.append(f"network {self.network_name}")
         return removed
 

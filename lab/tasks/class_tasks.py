@@ -29,7 +29,7 @@ from ..context import Lab
 from ..errors import LabError
 from .common import say, user_errors
 
-HELP_PROVIDER = "local, vagrant or vmware; default: the one the class was made with"
+HELP_PROVIDER = "local, incus, vagrant or vmware; default: the one the class was made with"
 HELP_PARALLEL = "labs worked on at once (default: classroom.parallel, 4)"
 HELP_STUDENT = "one student's id (default: every student)"
 
@@ -114,7 +114,7 @@ def _warm(plan: ClassPlan) -> None:
 
 
 @task(help={"roster": "CSV file: id,name[,subnet,os_family,firewall,selinux,time_sync,note]",
-            "provider": "local (default), vagrant or vmware; overrides the lab file",
+            "provider": "local (default), incus, vagrant or vmware; overrides the lab file",
             "parallel": HELP_PARALLEL, "skip_swarm": "prepare the nodes but build no swarm",
             "force": "make nodes that are in another swarm leave it"})
 @user_errors
@@ -226,6 +226,23 @@ def reset(ctx: Context, student: str | None = None, to: str = "prepared",
     finish(results, "class.reset", record, "rerun the same class.reset to finish")
 
 
+@task(help={"name": "the snapshot's name, for a later class.reset --to NAME",
+            "student": HELP_STUDENT, "provider": HELP_PROVIDER, "parallel": HELP_PARALLEL})
+@user_errors
+def snapshot(ctx: Context, name: str, student: str | None = None,
+             provider: str | None = None, parallel: int = 0) -> None:
+    """Snapshot students' labs (providers that can: incus, vagrant) to reset them to later."""
+    plan, record = open_class(ctx, provider)
+
+    def work(entry: StudentLab, log: runner.Log) -> tuple[str, Any]:
+        return ops.snapshot(entry, log, name=name)
+
+    results = runner.run(plan.only(student), work, what="class.snapshot",
+                         parallel=parallel or plan.settings.parallel, say=say,
+                         log_dir=record.directory / "logs")
+    finish(results, "class.snapshot", record, "rerun the same class.snapshot")
+
+
 @task(help={"provider": HELP_PROVIDER, "parallel": HELP_PARALLEL})
 @user_errors
 def down(ctx: Context, provider: str | None = None, parallel: int = 0) -> None:
@@ -296,4 +313,4 @@ def cards(ctx: Context, out: str = "", provider: str | None = None) -> None:
     say(f"{len(plan.labs)} cards written to {path}: open it in a browser and print it")
 
 
-namespace = Collection("class", up, status_, reset, down, break_, check, cards)
+namespace = Collection("class", up, status_, reset, snapshot, down, break_, check, cards)

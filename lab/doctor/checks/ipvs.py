@@ -2,8 +2,8 @@
 
 Without it (dockerd logs "Could not get ipvs family information from the kernel") task
 names, `tasks.NAME`, dnsrr and host-mode ports still work; VIPs and the mesh do not answer.
-On the local provider the kernel is the host's: nothing in the lab can change it, so it is
-reported as unavailable rather than as a fault of the lab.
+On the local and incus providers (containers) the kernel is the host's: nothing in the lab
+can change it, so it is reported as unavailable rather than as a fault of the lab.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def check(survey: Survey) -> list[Finding]:
         return [ok(NAME, Text("IPVS present on every node: VIPs and the routing mesh can work",
                               "所有节点都有 IPVS：VIP 和路由网格可以工作"))]
     where = ", ".join(missing)
-    shared = survey.lab.spec.provider == "local"
+    shared = survey.lab.spec.provider in ("local", "incus")  # containers: the host's kernel
     return [Finding(
         NAME, "", UNAVAILABLE if shared else WARNING,
         Text(f"no IPVS on {where} (no /proc/net/ip_vs after `modprobe ip_vs`): service VIPs and"
