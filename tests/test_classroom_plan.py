@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.classroom import cards, runner
-from lab.classroom.capacity import RoomGate
+from lab.classroom.capacity import RoomGate, memory_mib, needs
 from lab.classroom.plan import ClassPlan, make_plan, write_lab_files
 from lab.classroom.record import ClassRecord
 from lab.classroom.roster import read_roster
@@ -35,6 +35,8 @@ def plan_for(tmp_path: Path, text: str, provider: str = "local", **section: obje
         data["vmware"] = {"vcenter": "127.0.0.1:1", "user": "u", "datacenter": "DC0",
                           "cluster": "C0", "datastore": "DS", "network": "N", "template": "T",
                           "folder": "classes"}
+    if provider == "incus":
+        data["incus"] = {"memory": "512MiB"}
     base = parse_spec(data)
     settings = parse_settings({"address_pool": "10.210.0.0/16", **section}, base)
     record = ClassRecord.load(base.state_dir, settings.name)
@@ -140,6 +142,26 @@ def test_ids_too_long_for_a_lab_name_or_a_bridge_name_the_row(tmp_path: Path) ->
     with pytest.raises(SpecError, match=r"row 3 \(annabel\): its network bridge would be"
                                         r" sl-t-classp-ann, as row 2 \(annabeth\)'s"):
         plan_for(tmp_path, "id,name\nannabeth,A\nannabel,B\n")
+
+
+def test_incus_bridges_of_two_students_must_differ_in_their_first_eleven_characters(
+        tmp_path: Path) -> None:
+    # sli-<lab> keeps 11 characters of the lab name where local's sl-<lab> keeps 12.
+    plan_for(tmp_path, "id,name\nabc,A\nabd,B\n")
+    with pytest.raises(SpecError, match=r"row 3 \(abd\): its network bridge would be"
+                                        r" sli-t-classp-ab, as row 2 \(abc\)'s"):
+        plan_for(tmp_path, "id,name\nabc,A\nabd,B\n", provider="incus")
+
+
+def test_room_gate_counts_incus_memory_and_inotify_per_node(tmp_path: Path) -> None:
+    plan = plan_for(tmp_path, "id,name\nann,Ann\n", provider="incus")
+    assert needs(plan.labs[0].spec, 300) == (512, INOTIFY_PER_NODE)
+    gate = RoomGate(300, free_mib=lambda: 1500, free_inotify=lambda: (1000, 1024))
+    assert gate(plan.labs[0]) == (
+        "not enough memory here for 3 new nodes: they need 1536 MiB (512 MiB a node) and 1500"
+        " MiB are free beside the labs being made; free memory, run fewer students, or lower"
+        " incus.memory")
+    assert [memory_mib(size) for size in ("512MiB", "2GiB", "1GB")] == [512, 2048, 954]
 
 
 def test_vsphere_gets_a_folder_per_student_inside_the_class_folder(tmp_path: Path) -> None:

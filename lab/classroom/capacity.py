@@ -74,6 +74,15 @@ def memory_mib(size: str) -> int:
     return int(number) * scale
 
 
+def _memory_setting(spec: LabSpec) -> str:
+    """The setting a node's memory budget comes from, for the message that names it."""
+    if spec.provider == "incus":
+        return "incus.memory"
+    if spec.provider == "vagrant" and needs(spec, 0) != (0, INOTIFY_PER_NODE):
+        return "vagrant.memory"
+    return "classroom.memory_per_node_mib"
+
+
 class RoomGate:
     def __init__(
         self,
@@ -106,7 +115,7 @@ class RoomGate:
             return (f"not enough memory here for {new} new nodes: they need {mib} MiB"
                     f" ({per_node[0]} MiB a node) and {max(free, 0)} MiB are free beside the"
                     " labs being made; free memory, run fewer students, or lower"
-                    " classroom.memory_per_node_mib")
+                    f" {_memory_setting(entry.spec)}")
         if watches:
             instances, limit = self.free_inotify()
             instances -= sum(r[1] for r in self.reserved.values())
