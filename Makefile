@@ -12,15 +12,18 @@ lab: deps venv docker images web
 	$(INVOKE) lab.up
 
 # The vm lane (real VMs under QEMU) needs libvirt and the box; both are cheap when present.
-# It runs first and alone: beside other tests its emulated swarm missed its deadlines (README,
-# Tests). The rest runs on TEST_WORKERS pytest-xdist workers: its tests mostly wait on
+# It runs first, one test at a time: beside other tests its emulated swarm missed its
+# deadlines (README, Tests). So does the vagrant lane: `vagrant up` of docker machines lists
+# every Docker network on the host and inspects each, and fails when another lab removes one
+# in between. The rest runs on TEST_WORKERS pytest-xdist workers: its tests mostly wait on
 # containers booting and swarms converging, and each lab stays on one worker
 # (tests/conftest.py). Both runs always run; make fails if either failed.
 TEST_WORKERS ?= 2
+ALONE := vm or vagrant
 test: deps venv docker images libvirt box incus web
 	$(VENV)/bin/ruff check .
-	@rc=0; $(VENV)/bin/pytest -m vm || rc=$$?; \
-	$(VENV)/bin/pytest -m "not vm" -n $(TEST_WORKERS) --dist loadgroup || rc=$$?; \
+	@rc=0; $(VENV)/bin/pytest -m "$(ALONE)" || rc=$$?; \
+	$(VENV)/bin/pytest -m "not ($(ALONE))" -n $(TEST_WORKERS) --dist loadgroup || rc=$$?; \
 	exit $$rc
 
 deps:
