@@ -10,13 +10,13 @@ a manager outside it, as a class would leave it.
 from __future__ import annotations
 
 import shlex
-import time
 from typing import Any
 
 from .. import swarm
 from ..context import Lab
 from ..doctor.text import Text
 from ..remote import Node
+from ..waits import wait_until
 from .base import Explanation, Failure
 from .show import Show
 from .swarmops import drop_stale, join, joined, restore_quorum, token, wait_for_leader
@@ -97,12 +97,11 @@ class AlreadyInSwarm(Failure):
                  " minute it stops leading:")
         # Asked again quietly until the election gives up; shown once, as it ends.
         show.prompt(survivor, "docker node ls")
-        deadline = time.monotonic() + LEADERLESS_WAIT
-        while True:
-            quiet = survivor.run("docker node ls", timeout=60)
-            if NO_LEADER in quiet.output or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        quiet = wait_until(
+            lambda: survivor.run("docker node ls", timeout=60), timeout=LEADERLESS_WAIT,
+            interval=2, what=f"{survivor.name} to lose its leader",
+            done=lambda result: NO_LEADER in result.output, error=None,
+        )
         show.output(quiet)
         show.expect(quiet, NO_LEADER, "the swarm has no leader")
 

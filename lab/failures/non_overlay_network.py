@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from typing import Any
 
 from ..context import Lab
 from ..doctor.text import Text
 from ..errors import LabError
 from ..remote import Node
+from ..waits import wait_until
 from .base import Explanation, Failure
 from .show import Show
 from .swarmops import wait_for_leader
@@ -127,12 +127,11 @@ class NonOverlayNetwork(Failure):
 
     def _wait_running(self, manager: Node, show: Show) -> None:
         listing = f"docker service ls --filter name={SERVICE}"
-        deadline = time.monotonic() + RUNNING_WAIT
-        while True:
-            quiet = manager.run(f"{listing} --format '{{{{.Replicas}}}}'", timeout=30)
-            if quiet.stdout.strip().startswith("1/1") or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        quiet = wait_until(
+            lambda: manager.run(f"{listing} --format '{{{{.Replicas}}}}'", timeout=30),
+            timeout=RUNNING_WAIT, interval=2, what=f"{SERVICE} to run",
+            done=lambda result: result.stdout.strip().startswith("1/1"), error=None,
+        )
         show.run(manager, listing)
         if not quiet.stdout.strip().startswith("1/1"):
             raise LabError(f"{SERVICE} did not reach 1/1 replicas on overlay {NETWORK} within"

@@ -4,7 +4,6 @@ find a manager that leads, get the quorum back, drop entries of nodes that left.
 from __future__ import annotations
 
 import shlex
-import time
 
 from .. import swarm
 from ..context import Lab
@@ -12,6 +11,7 @@ from ..doctor.checks import overlay
 from ..doctor.finding import OK
 from ..errors import LabError
 from ..remote import CommandResult, Node
+from ..waits import wait_until
 from .show import Show
 
 JOINED = "This node joined a swarm"
@@ -65,15 +65,12 @@ def leading(lab: Lab) -> Node | None:
 
 
 def wait_for_leader(lab: Lab, timeout: float = 90) -> Node:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = leading(lab)
-        if found is not None:
-            return found
-        if time.monotonic() > deadline:
-            raise LabError(f"no manager of lab {lab.spec.name} leads a swarm after {timeout:.0f} s;"
-                           " run `invoke lab.doctor` to see why")
-        time.sleep(2)
+    return wait_until(
+        lambda: leading(lab), timeout=timeout, interval=2,
+        what=f"a manager of lab {lab.spec.name} to lead a swarm",
+        last_seen=lambda found: "no manager leads one",
+        hint="run `invoke lab.doctor` to see why",
+    )
 
 
 def quorum_lost(lab: Lab, survivor: Node) -> bool:
@@ -132,35 +129,38 @@ def drop_stale(lab: Lab, show: Show, leader: Node, *, force: bool) -> None:
         if member.manager_status:
             show.run(leader, f"docker node demote {member_id}")
         show.prompt(leader, f"docker node rm {member_id}")
-        deadline = time.monotonic() + 60
-        while True:
-            quiet = leader.run(f"docker node rm {member_id}", timeout=60)
-            if quiet.ok or "not down" not in quiet.output or time.monotonic() > deadline:
-                break
-            time.sleep(2)  # the managers have not noticed the node left yet
+        # Refused as "not down" until the managers notice the node left.
+        removal = f"docker node rm {member_id}"
+        quiet = wait_until(
+            lambda removal=removal: leader.run(removal, timeout=60), timeout=60,
+            interval=2, what=f"{member.hostname}'s old entry to be Down",
+            done=lambda result: result.ok or "not down" not in result.output, error=None,
+        )
         show.output(quiet)
 
 
 def healthy(lab: Lab, timeout: float = 90) -> Node:
     """Wait until every node is in the swarm with its role, and no stale entry is left."""
-    deadline = time.monotonic() + timeout
-    problems: list[str] = []
-    while True:
+
+    def look() -> tuple[Node | None, list[str]]:
         leader = leading(lab)
-        if leader is not None:
-            ids = own_ids(lab)
-            current = swarm.members(leader)
-            problems = swarm.problems_of(lab, current)
-            problems += [f"{name} is in no swarm" for name, own in ids.items() if not own]
-            problems += [f"stale entry {m.id[:12]} for {m.hostname} ({m.status})"
-                         for m in current if m.hostname in ids and m.id != ids[m.hostname]]
-            if not problems:
-                return leader
-        else:
-            problems = ["no manager leads a swarm"]
-        if time.monotonic() > deadline:
-            raise LabError("the lab is not healthy: " + "; ".join(problems))
-        time.sleep(2)
+        if leader is None:
+            return None, ["no manager leads a swarm"]
+        ids = own_ids(lab)
+        current = swarm.members(leader)
+        problems = swarm.problems_of(lab, current)
+        problems += [f"{name} is in no swarm" for name, own in ids.items() if not own]
+        problems += [f"stale entry {m.id[:12]} for {m.hostname} ({m.status})"
+                     for m in current if m.hostname in ids and m.id != ids[m.hostname]]
+        return leader, problems
+
+    leader, _ = wait_until(
+        look, timeout=timeout, interval=2,
+        what="every node in the swarm with its role and no stale entry",
+        done=lambda found: not found[1], last_seen=lambda found: "; ".join(found[1]),
+    )
+    assert leader is not None  # no problem is left only when a manager leads
+    return leader
 
 
 def overlay_proven(lab: Lab, show: Show, attempts: int = 3) -> str:
