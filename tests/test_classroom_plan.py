@@ -28,7 +28,8 @@ def roster(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def plan_for(tmp_path: Path, text: str, provider: str = "local", **section: object) -> ClassPlan:
+def plan_for(tmp_path: Path, text: str, provider: str = "local", members: list[str] | None = None,
+             **section: object) -> ClassPlan:
     data = {**LAB_DEFAULTS, "name": "t-classp", "state_dir": str(tmp_path / "state"),
             "provider": provider}
     if provider == "vmware":
@@ -41,7 +42,7 @@ def plan_for(tmp_path: Path, text: str, provider: str = "local", **section: obje
     settings = parse_settings({"address_pool": "10.210.0.0/16", **section}, base)
     record = ClassRecord.load(base.state_dir, settings.name)
     path = roster(tmp_path, text)
-    return make_plan(base, settings, data, read_roster(path), record, str(path))
+    return make_plan(base, settings, data, read_roster(path), record, str(path), members)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -162,6 +163,22 @@ def test_room_gate_counts_incus_memory_and_inotify_per_node(tmp_path: Path) -> N
         " MiB are free beside the labs being made; free memory, run fewer students, or lower"
         " incus.memory")
     assert [memory_mib(size) for size in ("512MiB", "2GiB", "1GB")] == [512, 2048, 954]
+
+
+def test_a_class_spreads_its_incus_labs_over_the_cluster_and_a_lab_never_moves(
+        tmp_path: Path) -> None:
+    members = ["m1", "m2", "m3"]
+    text = "id,name\n" + "".join(f"s{i},S{i}\n" for i in range(7))
+    plan = plan_for(tmp_path, text, provider="incus", members=members)
+    assert [lab.spec.provider_settings["target"] for lab in plan.labs] == [
+        "m1", "m2", "m3", "m1", "m2", "m3", "m1"]
+    # Recorded members stay put; a newcomer goes where fewest labs are.
+    record = ClassRecord.load(plan.labs[0].spec.state_dir, "t-classp")
+    record.students.update({"s0": {"member": "m3"}, "s1": {"member": "m3"}})
+    record.save()
+    plan = plan_for(tmp_path, "id,name\ns0,A\ns1,B\nnew,C\n", provider="incus",
+                    members=members)
+    assert [lab.spec.provider_settings["target"] for lab in plan.labs] == ["m3", "m3", "m1"]
 
 
 def test_vsphere_gets_a_folder_per_student_inside_the_class_folder(tmp_path: Path) -> None:

@@ -8,9 +8,13 @@ provider on which a class of containers can revert), and class.down leaving noth
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
-from collections.abc import Iterator
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ import yaml
 from lab.errors import LabError
 from lab.hostroom import INOTIFY_PER_NODE
 from lab.incus.client import Incus
+from lab.providers.incus import DEFAULT_SETTINGS, remote_of
 from tests.conftest import CLIResult, run_cli
 
 pytestmark = [pytest.mark.incus, pytest.mark.classroom]
@@ -156,3 +161,106 @@ def test_down_leaves_nothing_of_the_class(klass: Class, incus: Incus) -> None:
     assert ours(incus)
     klass.ok("class.down")
     assert ours(incus) == []
+
+
+# --- a class on an Incus cluster ------------------------------------------------------------
+# Clustering is one-way, so the shared incusd is never made a cluster: the fixture starts a
+# second incusd of its own (its own INCUS_DIR and socket), a one-member cluster listening on
+# 127.0.0.1:18453, and the class reaches it as a remote over HTTPS, as a real class would.
+CLUSTER_CLASS = "t-h12-k"
+MEMBER = "h12-member1"
+CLUSTER_PORT = 18453
+
+
+def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {seconds} s")
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def cluster(incus: Incus, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("incus-cluster")
+    # Not under pytest's 0700 folder: a node's root (a high uid) must reach its rootfs.
+    directory = Path(tempfile.mkdtemp(prefix="t-h12-incusd-", dir="/tmp"))
+    directory.chmod(0o711)
+    env = {**os.environ, "INCUS_DIR": str(directory)}
+    log = (home / "incusd.log").open("w")
+    daemon = subprocess.Popen(["/usr/libexec/incus/incusd", "--group", "incus-admin"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    local = Incus(path=str(directory / "unix.socket"))
+
+    def answers() -> bool:
+        try:
+            local.ping()
+            return True
+        except LabError:
+            return False
+
+    try:
+        _wait_for(answers, 30, "a second incusd answering")
+        preseed = {
+            "config": {"core.https_address": f"127.0.0.1:{CLUSTER_PORT}"},
+            "cluster": {"server_name": MEMBER, "server_address": f"127.0.0.1:{CLUSTER_PORT}",
+                        "enabled": True},
+            "storage_pools": [{"name": "swarmlab", "driver": "dir"}],
+        }
+        subprocess.run(["incus", "admin", "init", "--preseed"], input=yaml.safe_dump(preseed),
+                       env=env, text=True, check=True, capture_output=True)
+        files = {"client_cert": str(home / "client.crt"), "client_key": str(home / "client.key")}
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:secp384r1", "-nodes", "-days", "1",
+                        "-subj", "/CN=swarmlab-test-h12", "-keyout", files["client_key"],
+                        "-out", files["client_cert"]], check=True, capture_output=True)
+        pem = Path(files["client_cert"]).read_text()
+        local.post("/1.0/certificates", {"type": "client", "name": "swarmlab-test-h12",
+                                         "certificate": "".join(pem.strip().splitlines()[1:-1])})
+        yield {"remote": f"https://127.0.0.1:{CLUSTER_PORT}",
+               "server_cert": str(directory / "cluster.crt"), **files}
+    finally:
+        subprocess.run(["incus", "admin", "shutdown", "--timeout", "60"], env=env,
+                       capture_output=True, timeout=90)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()  # ours, by its PID
+            daemon.wait()
+        log.close()
+        subprocess.run(["umount", "-R", str(directory / "shmounts"),
+                        str(directory / "guestapi")], capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_class_on_a_cluster_puts_each_lab_on_one_member(
+        cluster: dict[str, str], images: None, tmp_path: Path) -> None:
+    lab_file = tmp_path / f"{CLUSTER_CLASS}.yaml"
+    lab_file.write_text(yaml.safe_dump({
+        "name": CLUSTER_CLASS, "provider": "incus", "subnet": "10.201.253.0/24",
+        "state_dir": str(tmp_path / "state"),
+        "nodes": [{"name": "manager1", "role": "manager", "address": "10.201.253.11"},
+                  {"name": "worker1", "role": "worker", "address": "10.201.253.12"}],
+        "incus": {"cpus": 1, "memory": "512MiB", **cluster},
+        "classroom": {"address_pool": "10.201.253.0/24", "student_prefix": 26, "parallel": 2},
+    }))
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,name\na,A\nb,B\n")
+    klass = Class(lab_file, roster)
+    remote = Incus(remote=remote_of({**DEFAULT_SETTINGS, **cluster}))
+    try:
+        klass.ok("class.up", "--roster", str(roster), "--skip-swarm")
+        for sid in ("a", "b"):
+            instances = remote.get("/1.0/instances", project=f"swarmlab-{CLUSTER_CLASS}-{sid}",
+                                   query={"recursion": "1"})
+            assert sorted((i["name"], i["location"]) for i in instances) == [
+                ("manager1", MEMBER), ("worker1", MEMBER)]
+            assert yaml.safe_load(klass.student(sid).read_text())["incus"]["target"] == MEMBER
+        status = klass.ok("class.status", "--json")
+        assert [r["nodes_up"] for r in json.loads(status.stdout)["students"]] == [2, 2]
+    finally:
+        down = klass.invoke("class.down")
+    assert down.code == 0, down.output
+    assert [p["name"] for p in remote.get("/1.0/projects", query={"recursion": "1"})
+            if p["name"].startswith(f"swarmlab-{CLUSTER_CLASS}")] == []

@@ -187,11 +187,31 @@ def _student_data(
     return mine
 
 
+def _spread(students: list[Student], record: ClassRecord, members: list[str]
+            ) -> dict[str, str]:
+    """Each student's cluster member: the recorded one (a lab never moves), else the member
+    with the fewest labs so far, in roster order: round-robin over a new cluster."""
+    placed: dict[str, str] = {}
+    load = dict.fromkeys(members, 0)
+    for sid, entry in record.students.items():
+        if entry.get("member") in load:
+            placed[sid] = entry["member"]
+            load[entry["member"]] += 1
+    for student in students:
+        if student.id not in placed:
+            member = min(members, key=lambda name: load[name])
+            placed[student.id] = member
+            load[member] += 1
+    return placed
+
+
 def make_plan(
     base: LabSpec, settings: ClassSettings, data: dict[str, Any], students: list[Student],
-    record: ClassRecord, roster: str,
+    record: ClassRecord, roster: str, members: list[str] | None = None,
 ) -> ClassPlan:
+    """`members`: an Incus cluster's members to spread the students' labs over."""
     offsets = _offsets(base)
+    placed = _spread(students, record, members) if members else {}
     _check_offsets(offsets, settings.student_prefix, "lab file: classroom.student_prefix")
     subnets = _assign_subnets(students, settings, record, offsets, roster)
     labs: list[StudentLab] = []
@@ -204,6 +224,8 @@ def make_plan(
                          f" most): with class {settings.name!r} ids can have {room}"
                          " characters; shorten the id or classroom.name")
         mine = _student_data(data, base, settings, student, subnets[student.id], offsets)
+        if student.id in placed:
+            mine["incus"] = {**(mine.get("incus") or {}), "target": placed[student.id]}
         try:
             spec = parse_spec(mine)
         except SpecError as exc:

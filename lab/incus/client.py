@@ -235,13 +235,22 @@ class Incus:
             },
         )
 
-    def create_network(self, body: dict[str, Any]) -> None:
+    def create_network(self, body: dict[str, Any], target: str | None = None) -> None:
         """Make a network. Incus lists every link on the host while it sets a new bridge up,
         and a veth that Docker removes meanwhile fails the whole request ("Failed to run:
         ip -d -j link show vethX ... does not exist"): seen here twice in a few runs beside
-        busy local labs. Such a request made nothing, so it is sent again."""
-        self._despite_vanishing_links(lambda: self.post("/1.0/networks", body),
+        busy local labs. Such a request made nothing, so it is sent again. In a cluster a
+        bridge is first made pending on each member (`target`), then made with its config."""
+        query = {"target": target} if target else None
+        self._despite_vanishing_links(lambda: self.post("/1.0/networks", body, query=query),
                                       f"Incus to make network {body['name']}")
+
+    def members(self) -> list[str] | None:
+        """The cluster's member names, or None where the server is not clustered."""
+        if not self.get("/1.0/cluster").get("enabled"):
+            return None
+        return [m["server_name"] for m in self.get("/1.0/cluster/members",
+                                                    query={"recursion": "1"})]
 
     def delete_network(self, name: str) -> None:
         """Remove a network. Deleting a bridge, Incus lists its children and trips over a veth

@@ -26,7 +26,7 @@ from typing import Any
 from .. import hostkeys
 from ..errors import LabError, NodeError, SpecError
 from ..incus.client import Incus, IncusError, Remote
-from ..spec import NodeSpec
+from ..spec import LabSpec, NodeSpec
 from ..waits import wait_until
 from .base import MachineStatus, Provider
 
@@ -34,8 +34,11 @@ LABEL = "user.swarmlab.lab"
 LABEL_NODE = "user.swarmlab.node"
 DEFAULT_SETTINGS: dict[str, Any] = {
     "cpus": 2, "memory": "1GiB", "pool": "swarmlab",
-    # A remote server over HTTPS (clusters: not yet); none: the local incusd on its socket.
+    # A remote server or cluster over HTTPS; none: the local incusd on its socket.
     "remote": None, "client_cert": None, "client_key": None, "server_cert": None,
+    # A cluster member for every node of the lab; none: Incus places the first node and the
+    # others follow it (a lab's bridge is one per member: its nodes must share a member).
+    "target": None,
 }
 TLS_FILES = ("client_cert", "client_key", "server_cert")
 SSH_WAIT_SECONDS = 90
@@ -51,6 +54,25 @@ PROJECT_FEATURES = {
 # Bridges are named after the lab and must fit IFNAMSIZ (15); `sli-` keeps them apart from
 # the local provider's `sl-<lab>` Docker bridges.
 BRIDGE_PREFIX = "sli-"
+
+
+def remote_of(settings: dict[str, Any]) -> Remote | None:
+    """The remote server the settings name (TLS file paths expanded), or None: the socket."""
+    if not settings["remote"]:
+        return None
+    files = {key: str(Path(settings[key]).expanduser()) if settings[key] else None
+             for key in TLS_FILES}
+    return Remote(str(settings["remote"]), str(files["client_cert"]),
+                  str(files["client_key"]), files["server_cert"])
+
+
+def cluster_members(spec: LabSpec) -> list[str] | None:
+    """The members a class spreads its labs over: None where the lab file sets incus.target
+    (every lab there) or the server is not a cluster."""
+    settings = {**DEFAULT_SETTINGS, **spec.provider_settings}
+    if settings["target"]:
+        return None
+    return Incus(remote=remote_of(settings)).members()
 
 
 class IncusProvider(Provider):
@@ -109,8 +131,18 @@ class IncusProvider(Provider):
             )
         self._check_project()
         self._check_network()
+        members = self.api.members()
+        target = self.settings["target"]
+        if target is not None and target not in (members or []):
+            raise SpecError(
+                f"lab file: incus.target is {target!r} but "
+                + (f"the cluster's members are {', '.join(members)}" if members else
+                   "this Incus server is not a cluster; remove incus.target")
+            )
         alias, how = self._ensure_image()
         lines = [f"incus {version}", f"node image {alias}"]
+        if members:
+            lines.append(f"cluster of {len(members)}; lab on {self._location() or 'any member'}")
         if how != "ok":
             lines.append(f"node image {alias}: {how}")
         return lines
@@ -150,13 +182,7 @@ class IncusProvider(Provider):
                 raise SpecError(f"lab file: incus.{key} {value} is not a readable file")
 
     def _remote(self) -> Remote | None:
-        settings = self.settings
-        if not settings["remote"]:
-            return None
-        files = {key: str(Path(settings[key]).expanduser()) if settings[key] else None
-                 for key in TLS_FILES}
-        return Remote(str(settings["remote"]), str(files["client_cert"]),
-                      str(files["client_key"]), files["server_cert"])
+        return remote_of(self.settings)
 
     def _owned(self, config: dict[str, Any]) -> bool:
         return config.get(LABEL) == self.spec.name
@@ -264,9 +290,25 @@ class IncusProvider(Provider):
             self.api.request("PATCH", f"/1.0/projects/{self.project}",
                              {"config": self._quota()})
 
+    def _location(self) -> str | None:
+        """The member the lab's nodes live on: incus.target, else where a node already is."""
+        if self.settings["target"]:
+            return str(self.settings["target"])
+        if self._check_project() is None:
+            return None
+        for item in self.api.get("/1.0/instances", project=self.project,
+                                 query={"recursion": "1"}):
+            if item.get("location") and item["location"] != "none":
+                return str(item["location"])
+        return None
+
     def _ensure_network(self) -> None:
         if self._check_network() is None:
             prefix = ipaddress.IPv4Network(self.spec.subnet).prefixlen
+            # A cluster's bridge is made pending on every member first, then for real.
+            for member in self.api.members() or []:
+                self.api.create_network({"name": self.network_name, "type": "bridge",
+                                         "config": {}}, target=member)
             self.api.create_network({
                 "name": self.network_name,
                 "type": "bridge",
@@ -305,7 +347,7 @@ class IncusProvider(Provider):
         for node in self.spec.nodes:
             instance = self._instance(node)
             if instance is None:
-                self._create_instance(node, alias, lab_key)
+                self._create_instance(node, alias, lab_key, self._location())
                 results[node.name] = "created"
                 to_start.append(node)
                 continue
@@ -326,7 +368,8 @@ class IncusProvider(Provider):
             self._wait_for_ssh(node)
         return results
 
-    def _create_instance(self, node: NodeSpec, alias: str, lab_key: Any) -> None:
+    def _create_instance(self, node: NodeSpec, alias: str, lab_key: Any,
+                         target: str | None) -> None:
         name = self.machine_name(node)
         prefix = ipaddress.IPv4Network(self.spec.subnet).prefixlen
         try:
@@ -349,7 +392,7 @@ class IncusProvider(Provider):
                     "eth0": {"type": "nic", "name": "eth0", "network": self.network_name,
                              "ipv4.address": node.address},
                 },
-            }, project=self.project)
+            }, project=self.project, query={"target": target} if target else None)
         except IncusError as exc:
             raise NodeError(node.name, f"Incus could not create its container: {exc}") from None
         self.state.record_machine(
@@ -428,7 +471,9 @@ class IncusProvider(Provider):
                 running=instance.get("status") == "Running",
                 address=instance.get("devices", {}).get("eth0", {}).get("ipv4.address"),
                 power=str(instance.get("status", "unknown")).lower(),
-                detail={"instance": instance["name"], "project": self.project},
+                detail={"instance": instance["name"], "project": self.project,
+                        **({"member": instance["location"]}
+                           if instance.get("location") not in (None, "", "none") else {})},
             ))
         return result
 

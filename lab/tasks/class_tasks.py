@@ -65,7 +65,12 @@ def open_class(
         if not students:
             raise LabError(f"class {settings.name} has no students yet; run"
                            " `invoke class.up --roster FILE`")
-    return make_plan(base, settings, data, students, record, label), record
+    members = None
+    if base.provider == "incus":
+        from ..providers.incus import cluster_members
+
+        members = cluster_members(base)
+    return make_plan(base, settings, data, students, record, label, members), record
 
 
 def remember(plan: ClassPlan, record: ClassRecord, roster: str) -> list[str]:
@@ -82,6 +87,8 @@ def remember(plan: ClassPlan, record: ClassRecord, roster: str) -> list[str]:
             overrides=dict(entry.student.overrides), note=entry.student.note,
             subnet=entry.spec.subnet, lab=entry.lab, in_roster=True,
         )
+        if entry.spec.provider == "incus" and entry.spec.provider_settings.get("target"):
+            record.students[entry.id]["member"] = entry.spec.provider_settings["target"]
     left = []
     for sid, entry in record.students.items():
         if sid not in on_roster:
