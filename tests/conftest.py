@@ -19,6 +19,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+# What a local node of the default release says it runs: os-release's name, Docker's version.
+NODE_RUNS = {"bookworm": ("Debian GNU/Linux 12", "20.10"),
+             "trixie": ("Debian GNU/Linux 13", "26.1")}
 
 
 @dataclass

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LabHandle, containers, lab_fixture, run_cli, write_lab
+from lab.spec import PROVIDER_RELEASES
+from tests.conftest import NODE_RUNS, LabHandle, containers, lab_fixture, run_cli, write_lab
+
+OS, DOCKER = NODE_RUNS[PROVIDER_RELEASES["local"][0]]
 
 pytestmark = pytest.mark.local
 
@@ -32,8 +35,8 @@ def test_up_gives_a_ready_swarm_with_a_table(shared_lab: LabHandle) -> None:
     status = assert_ready(shared_lab)
     for node, wanted in zip(status["nodes"], shared_lab.nodes, strict=True):
         assert node["address"] == wanted["address"]
-        assert node["os"].startswith("Debian GNU/Linux 12")
-        assert node["docker"].startswith("20.10")
+        assert node["os"].startswith(OS)
+        assert node["docker"].startswith(DOCKER)
         assert node["swarm_role"] == wanted["role"]
     # Every node advertises its lab address, as the swarm itself reports it.
     out = shared_lab.invoke("lab.exec", "manager1",
@@ -186,7 +189,7 @@ def test_skip_swarm_leaves_prepared_nodes(images: None, tmp_path: Path) -> None:
         assert "swarm: skipped (--skip-swarm)" in result.stdout
         status = lab.status()
         assert [n["swarm_state"] for n in status["nodes"]] == ["inactive", "inactive"]
-        assert all(n["docker"].startswith("20.10") for n in status["nodes"])
+        assert all(n["docker"].startswith(DOCKER) for n in status["nodes"])
         assert not any(n["ready"] for n in status["nodes"])
         built = lab.invoke("swarm.join")
         assert built.code == 0, built.output
