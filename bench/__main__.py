@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("bench_up", "bench_vsphere", "bench_classroom")
+BENCHMARKS = ("bench_up", "bench_vsphere", "bench_classroom", "bench_incus")
 
 
 def main(names: list[str]) -> None:
