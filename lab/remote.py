@@ -221,6 +221,26 @@ class Node:
             )
         return outcome
 
+    def open_shell(self, term: str, cols: int, rows: int) -> paramiko.Channel:
+        """An interactive login shell with a terminal, on the same pinned connection.
+
+        A person's shell, not shared code's command: it runs as the lab's ssh.user (the
+        sudo check still runs at connect, but nothing here becomes root), so a student
+        logged in as a sudo user types `sudo` as on the real machine.
+        """
+        transport = self._connect().client.get_transport()
+        if transport is None or not transport.is_active():
+            self.close()
+            raise NodeError(self.name, "the SSH connection closed before the shell opened")
+        try:
+            channel = transport.open_session(timeout=self.settings.connect_timeout)
+            channel.get_pty(term=term, width=cols, height=rows)
+            channel.invoke_shell()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            self.close()
+            raise NodeError(self.name, f"no shell: {exc}") from None
+        return channel
+
     def stream(self, local_path: Path, command: str, timeout: int) -> None:
         """Feed a local file to a remote command's stdin over one SSH channel.
 

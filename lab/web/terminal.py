@@ -50,19 +50,9 @@ class Shell:
                        None)
         if machine is None or not machine.running:
             raise LabError(f"{self.node_name} is {machine.power if machine else 'absent'}")
-        # A connection of its own per terminal: closing it can never cut another's session.
-        # remote.Node has no public way to a channel; its _connect is the one place that
-        # knows the pinned key, the timeouts and the sudo check.
-        transport = node._connect().client.get_transport()
-        if transport is None:
-            raise LabError(f"{self.node_name}: SSH connection closed")
-        try:
-            channel = transport.open_session(timeout=self.spec.ssh.connect_timeout)
-            channel.get_pty(term=TERM, width=self.cols, height=self.rows)
-            channel.invoke_shell()
-        except (paramiko.SSHException, OSError) as exc:
-            raise LabError(f"{self.node_name}: no shell: {exc}") from None
-        self._channel = channel
+        # A connection of its own per terminal (this Lab's own Node): closing it can never
+        # cut another's session.
+        self._channel = node.open_shell(TERM, self.cols, self.rows)
 
     def pump(self, on_output: Callable[[str | None], None]) -> None:
         """Read the shell until it ends (blocking: run in a thread of its own)."""
