@@ -16,6 +16,7 @@ import socket
 import ssl
 import urllib.parse
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -179,6 +180,26 @@ class Incus:
         if op.get("status") != "Success":
             raise IncusError(f"{op.get('description', operation)}: {op.get('err') or op}")
         return op
+
+    def wait_all(self, operations: list[str]) -> list[IncusError | None]:
+        """Wait for operations side by side; each one's error or None, in order.
+
+        Incus forgets a finished operation a few seconds after it ends, so one waited for
+        only once another is done may be gone: restoring the snapshots of ten labs' nodes
+        one wait after another, a restore that finished meanwhile answered "Operation not
+        found". Waiting for all at once, every wait is under way while its operation lives."""
+
+        def one(operation: str) -> IncusError | None:
+            try:
+                self.wait(operation)
+            except IncusError as exc:
+                return exc
+            return None
+
+        if not operations:
+            return []
+        with ThreadPoolExecutor(max_workers=len(operations)) as pool:
+            return list(pool.map(one, operations))
 
     def get(self, path: str, **kwargs: Any) -> Any:
         return self.request("GET", path, **kwargs)

@@ -420,12 +420,11 @@ class IncusProvider(Provider):
                 f"/1.0/instances/{self.machine_name(node)}/state",
                 {"action": "start", "timeout": 60}, project=self.project, wait=False,
             )))
-        for node, operation in operations:
-            try:
-                self.api.wait(operation["id"])
-            except IncusError as exc:
-                raise NodeError(node.name, f"its container did not start: {exc}; see"
-                                f" {self._log_hint(node)}") from None
+        errors = self.api.wait_all([operation["id"] for _, operation in operations])
+        for (node, _), error in zip(operations, errors, strict=True):
+            if error is not None:
+                raise NodeError(node.name, f"its container did not start: {error}; see"
+                                f" {self._log_hint(node)}")
 
     def _log_hint(self, node: NodeSpec) -> str:
         return (f"/var/log/incus/{self.project}_{self.machine_name(node)}/lxc.log or"
@@ -489,16 +488,14 @@ class IncusProvider(Provider):
                                             project=self.project, wait=False))
                 for item in instances if item.get("status") == "Running"
             ]
-            for _, operation in stopping:
-                self.api.wait(operation["id"])
+            self._raise_first([operation["id"] for _, operation in stopping])
             deleting = [
                 (item["name"], self.api.delete(f"/1.0/instances/{item['name']}",
                                                project=self.project, wait=False))
                 for item in instances
             ]
-            for name, operation in deleting:
-                self.api.wait(operation["id"])
-                removed.append(f"instance {name}")
+            self._raise_first([operation["id"] for _, operation in deleting])
+            removed += [f"instance {name}" for name, _ in deleting]
             self.api.delete(f"/1.0/projects/{self.project}")
             removed.append(f"project {self.project}")
         if self._check_network() is not None:
@@ -554,8 +551,12 @@ class IncusProvider(Provider):
     def _each(self, start: Any, what: str) -> None:
         """Start one operation per node, then wait for all: they run side by side in Incus."""
         operations = [(node, start(node)) for node in self.spec.nodes]
-        for node, operation in operations:
-            try:
-                self.api.wait(operation["id"])
-            except IncusError as exc:
-                raise NodeError(node.name, f"incus {what} failed: {exc}") from None
+        errors = self.api.wait_all([operation["id"] for _, operation in operations])
+        for (node, _), error in zip(operations, errors, strict=True):
+            if error is not None:
+                raise NodeError(node.name, f"incus {what} failed: {error}")
+
+    def _raise_first(self, operations: list[str]) -> None:
+        for error in self.api.wait_all(operations):
+            if error is not None:
+                raise error
