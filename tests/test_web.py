@@ -303,6 +303,50 @@ def test_the_students_page_terminal_and_picture(served: Served, browser: Any) ->
     browser.save_screenshot(str(SHOTS / "student.png"))
 
 
+def lesson_marks(driver: Any) -> dict[int, str] | None:
+    """Press "check my work" and wait for its answer: step number -> status (None: no answer)."""
+    from selenium.webdriver.common.by import By
+
+    driver.execute_script("document.getElementById('checked').textContent = '';")
+    driver.find_element(By.ID, "check-work").click()
+    said = wait_until("the check's answer", lambda: (lambda t: t if "passed" in t or
+                      "did not" in t else None)(driver.find_element(By.ID, "checked").text), 120,
+                      every=0.5)
+    assert "steps passed" in said, said
+    return {int(li.get_attribute("data-step")): li.get_attribute("data-status")
+            for li in driver.find_elements(By.CSS_SELECTOR, "#lesson li")}
+
+
+def test_check_my_work_marks_the_lessons_steps(served: Served, browser: Any) -> None:
+    """The lesson (swarm-basics, the default) judged read-only: a step is failed before the
+    student does it and passed after, and the check itself creates nothing."""
+    browser.get(served.student("a"))
+    wait_until("manager1's terminal opens", lambda: pane_state(browser, "manager1")
+               .startswith("up"), 30)
+    start = time.monotonic()
+    before = lesson_marks(browser)
+    took = time.monotonic() - start
+    assert before is not None and len(before) == 10, before
+    # 1 creates swarm_test1 (judged by its effect), 2 lists it: neither done yet. 4 scales:
+    # only its command could be judged, so it is not checkable; 10 "it is gone" holds.
+    assert (before[1], before[2], before[3]) == ("failed", "failed", "failed"), before
+    assert before[4] == "not checkable read-only" and before[10] == "passed", before
+    listed = subprocess.run(["docker", "exec", f"swarmlab-{CLASS}-a-manager1", "docker", "service",
+                             "ls", "--format", "{{.Name}}"], capture_output=True, text=True)
+    assert "swarm_test1" not in listed.stdout.split(), "the check created the service"
+    type_in(browser, "manager1", "docker service create -d --no-resolve-image --name"
+                                 " swarm_test1 swarmlab/busybox:latest sleep 3600\n")
+    # Steps 1 and 2 both read 1/1, one after the other: wait until the service is there.
+    after = wait_until("steps 1 and 2 marked passed", lambda: (lambda m: m if m and m[1] == m[2]
+                       == "passed" else None)(lesson_marks(browser)), 90, every=2)
+    assert (after[1], after[2], after[3]) == ("passed", "passed", "passed"), after
+    assert after[4] == "not checkable read-only" and after[10] == "failed", after
+    print(f"check my work: {took:.1f} s for 10 steps")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "student-lesson.png"))
+    type_in(browser, "manager1", "docker service rm swarm_test1\n")
+
+
 def test_a_roster_change_while_serving_is_one_line(served: Served, tmp_path: Path) -> None:
     roster = tmp_path / "roster.csv"
     roster.write_text("id,name\na,Ada Lovelace\n")
@@ -390,7 +434,16 @@ def test_the_instructor_breaks_a_lab_and_the_student_sees_it(
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / "student-broken.png"))
     Select(browser.find_element(By.ID, "lang")).select_by_value("zh")
-    chinese = " ".join(li.text for li in browser.find_elements(By.CSS_SELECTOR, "#doctor li"))
+    def chinese_text() -> str | None:
+        # The list is redrawn with every picture: an element read mid-redraw is stale.
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        with contextlib.suppress(StaleElementReferenceException):
+            return " ".join(li.text for li in browser.find_elements(By.CSS_SELECTOR,
+                                                                    "#doctor li"))
+        return None
+
+    chinese = wait_until("the doctor in Chinese", chinese_text, 10)
     assert re.search("[\u4e00-\u9fff]", chinese) and "原因分析" in chinese, chinese
     browser.switch_to.window(instructor_tab)
     row = browser.find_element(By.CSS_SELECTOR, 'tr[data-student="a"]')
@@ -412,9 +465,57 @@ def test_the_instructor_breaks_a_lab_and_the_student_sees_it(
     assert grade["a"]["reasons"] and not grade["b"]["checked"], grade
     code, body = http(served.instructor + "grade.xml")
     suite = ElementTree.fromstring(body)
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("2", "1", "1")
+    steps = grade["a"]["lesson"]
+    assert len(steps) == 10 and steps[3]["status"] == "not checkable read-only", steps
+    failed = sum(step["status"] == "failed" for step in steps)
+    unjudged = sum(step["status"] == "not checkable read-only" for step in steps)
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (
+        str(2 + len(steps)), str(1 + failed), str(1 + unjudged))
+    assert suite.find('testcase[@name="a: step 4 Scale it to 4 tasks"]/skipped') is not None
     browser.close()
     browser.switch_to.window(student_tab)
+
+
+def test_the_instructor_fixes_what_was_broken(served: Served) -> None:
+    """`fix` on a's lab from the board's API runs the failures' own undo and says what it did.
+
+    The break above (already-in-swarm on a two-manager swarm) takes the quorum: no manager
+    leads, so no fix can run, and the action must say so rather than claim a repair (the
+    reset test below shows the way back: a reset wipes it).
+    """
+    code, body = http(served.instructor + "act", json.dumps(
+        {"student": "a", "action": "fix"}).encode())
+    assert code == 200 and json.loads(body)["started"] == ["a"], body
+
+    def a_job() -> dict[str, Any] | None:
+        board = json.loads(http(served.instructor + "board")[1])
+        job = next(row for row in board["students"] if row["student"] == "a")["job"]
+        return job if job and job["action"] == "fix" and job["state"] != "running" else None
+
+    job = wait_until("the fix is done", a_job, 240, every=1)
+    assert job["state"] == "ok" and job["result"] == "already-in-swarm left to the wipe", job
+    assert any("no manager leads a swarm" in line for line in job["lines"]), job["lines"]
+
+
+def test_a_message_over_the_bound_is_refused_with_a_reason(served: Served) -> None:
+    """A browser message past MAX_MESSAGE closes the terminal, saying why (1009)."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from lab.web.app import MAX_MESSAGE
+
+    url = served.student("b").replace("http", "ws", 1) + "term/manager1"
+    with connect(url, open_timeout=30) as socket_:
+        while socket_.recv(timeout=30) != "sup":
+            pass
+        socket_.send("i" + "x" * MAX_MESSAGE)  # one past the bound with its "i"
+        said = []
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            while True:
+                said.append(socket_.recv(timeout=20))
+        closing = [m for m in said if m.startswith("sclosed")]
+        assert closing and "too long" in closing[-1], said[-3:]
+        assert socket_.close_code == 1009, (socket_.close_code, socket_.close_reason)
 
 
 def test_a_reset_closes_the_students_terminals_and_says_why(served: Served,
@@ -544,9 +645,9 @@ def test_the_picture_escapes_what_nodes_say() -> None:
 
 
 def test_links_and_the_junit_grade(tmp_path: Path) -> None:
-    from lab.web import grade
+    from lab.classroom.links import Links
+    from lab.web import grade, pages
     from lab.web.jobs import Grade
-    from lab.web.links import Links
     from lab.web.room import lab_room
 
     links = Links.load(tmp_path, ["a", "b"])
@@ -562,7 +663,24 @@ def test_links_and_the_junit_grade(tmp_path: Path) -> None:
 
     room = lab_room(parse_spec(yaml.safe_load(spec.file.read_text())))
     seat = room.seats[0].id
+    # The board's rows are drawn from the state file at once, before any look.
+    assert "not made · looking…" in pages.instructor(room)
     suite = ElementTree.fromstring(grade.as_junit(room, {}))
     assert (suite.get("skipped"), suite.get("failures")) == ("1", "0")
     suite = ElementTree.fromstring(grade.as_junit(room, {seat: Grade(False, ["x <&> y"], 0)}))
     assert suite.find("testcase/failure").get("message") == "x <&> y"
+
+
+def test_only_questions_are_run_read_only() -> None:
+    """The judge of "read-only": a query runs; anything that changes, redirects or chains
+    does not (a check never runs a step's command that changes the lab)."""
+    from lab.scenario.readonly import is_question
+
+    for asked in ("docker service ls", "nslookup -type=a tasks.whoami", "ping -c 2 whoami",
+                  "docker inspect --format '{{.Slot}} | x' $(docker service ps -q whoami)"):
+        assert is_question(asked), asked
+    for changes in ("docker service create --name x busybox", "docker service ls; reboot",
+                    "docker service ls > /etc/motd", "docker inspect $(docker rm -f x)",
+                    "docker service ls && docker swarm leave", "docker ps | sh",
+                    "timeout 5 wget -qO- http://whoami:8000", "docker service ls `reboot`"):
+        assert not is_question(changes), changes

@@ -11,7 +11,7 @@ import html
 from pathlib import Path
 
 from .. import hostkeys
-from ..web.links import student_urls
+from .links import student_urls
 from .plan import ClassPlan, StudentLab
 
 STYLE = """

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from invoke import Context, task
 
-from ..config import load_spec
-from ..web.room import class_room, lab_room
+from ..config import load_spec, project_dir
+from ..web.room import DEFAULT_LESSON, class_room, lab_room
+from ..web.room import lesson as load_lesson
 from ..web.serve import DEFAULT_LISTEN, serve
 from .common import say, user_errors
 
@@ -15,6 +16,7 @@ HELP = {
     "tls_cert": "PEM certificate for HTTPS (with --tls-key)",
     "tls_key": "PEM private key of --tls-cert",
     "new_secrets": "make new links for everyone (every earlier link stops working)",
+    "lesson": f"the scenario whose steps \"check my work\" judges (default {DEFAULT_LESSON})",
     "provider": "local, vagrant or vmware; default: the one the labs were made with",
 }
 
@@ -22,21 +24,23 @@ HELP = {
 @task(name="serve", help=HELP)
 @user_errors
 def class_serve(ctx: Context, listen: str = DEFAULT_LISTEN, tls_cert: str = "",
-                tls_key: str = "", new_secrets: bool = False,
+                tls_key: str = "", new_secrets: bool = False, lesson: str = DEFAULT_LESSON,
                 provider: str | None = None) -> None:
     """Serve the class's pages: each student's terminals and swarm, the instructor's board."""
     from .class_tasks import open_class
 
     plan, _record = open_class(ctx, provider)
-    serve(class_room(plan), listen=listen, tls_cert=tls_cert, tls_key=tls_key,
-          new_secrets=new_secrets, say=say)
+    room = class_room(plan, load_lesson(project_dir(ctx), lesson))
+    serve(room, listen=listen, tls_cert=tls_cert, tls_key=tls_key, new_secrets=new_secrets,
+          say=say)
 
 
 @task(name="serve", help=HELP)
 @user_errors
 def lab_serve(ctx: Context, listen: str = DEFAULT_LISTEN, tls_cert: str = "",
-              tls_key: str = "", new_secrets: bool = False,
+              tls_key: str = "", new_secrets: bool = False, lesson: str = DEFAULT_LESSON,
               provider: str | None = None) -> None:
     """Serve this lab's page (terminals, the swarm's picture) and an instructor's board."""
-    serve(lab_room(load_spec(ctx, provider=provider)), listen=listen, tls_cert=tls_cert,
-          tls_key=tls_key, new_secrets=new_secrets, say=say)
+    room = lab_room(load_spec(ctx, provider=provider), load_lesson(project_dir(ctx), lesson))
+    serve(room, listen=listen, tls_cert=tls_cert, tls_key=tls_key, new_secrets=new_secrets,
+          say=say)

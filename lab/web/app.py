@@ -31,10 +31,10 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ..classroom.links import Links
 from ..errors import LabError
-from . import grade, pages
+from . import grade, lesson, pages
 from .jobs import Jobs
-from .links import Links
 from .room import Room, Seat
 from .terminal import QUEUE, Shell, start_pump
 from .watch import Watch
@@ -75,7 +75,9 @@ class Server:
                                                             else {}))
                         for seat in room.seats}
         self.sessions: dict[str, set[Session]] = {seat.id: set() for seat in room.seats}
-        self.jobs = Jobs(self.pool, room.failures, self.close_terminals, self._reset_done)
+        self.jobs = Jobs(self.pool, room.failures, self.close_terminals, self._reset_done,
+                         room.lesson)
+        self.checking: set[str] = set()  # students whose "check my work" is running
         self.resets: dict[str, dict[str, Any]] = {}
 
     # --- shared -----------------------------------------------------------------------
@@ -104,7 +106,28 @@ class Server:
         seat = self.seat_for(request)
         if seat is None:
             return forbidden()
-        return HTMLResponse(pages.student(seat), headers=HEADERS)
+        return HTMLResponse(pages.student(seat, self.room.lesson), headers=HEADERS)
+
+    async def check_work(self, request: Request) -> Response:
+        """The lesson's steps judged read-only on this student's own lab; one at a time."""
+        seat = self.seat_for(request)
+        if seat is None or not same_origin(request):
+            return forbidden()
+        if self.room.lesson is None:
+            return JSONResponse({"error": "this class has no lesson"}, 404, headers=HEADERS)
+        if seat.id in self.checking:
+            return JSONResponse({"error": "a check of your lab is running already"}, 409,
+                                headers=HEADERS)
+        self.checking.add(seat.id)
+        try:
+            steps = await asyncio.get_running_loop().run_in_executor(
+                self.pool, lesson.check, seat.spec, self.room.lesson)
+        except LabError as exc:
+            return JSONResponse({"error": str(exc)}, 503, headers=HEADERS)
+        finally:
+            self.checking.discard(seat.id)
+        return JSONResponse({"lesson": self.room.lesson.title, "steps": steps},
+                            headers=HEADERS)
 
     async def picture_events(self, request: Request) -> Response:
         seat = self.seat_for(request)
@@ -200,7 +223,15 @@ class Server:
                     continue
                 message = receiver.result()
                 if len(message) > MAX_MESSAGE:
-                    continue  # a message past the bound is dropped, not half-typed
+                    # Refused whole, never half-typed, and said: a silent drop looks like a
+                    # hung terminal. The pane says why; Enter opens a new one.
+                    session.reason = (f"a message of {len(message)} characters is too long"
+                                      f" (at most {MAX_MESSAGE}); paste less at once")
+                    shell.close()
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(sender, 5)
+                    await websocket.close(code=1009, reason="message too long")
+                    break
                 if message.startswith("i"):
                     await loop.run_in_executor(self.pool, shell.write, message[1:])
                 elif message.startswith("r"):
@@ -219,6 +250,10 @@ class Server:
     async def instructor_page(self, request: Request) -> Response:
         if not self.instructor(request):
             return forbidden()
+        for watch in self.watches.values():
+            # The first looks start with the page, not with its first fetch of the board.
+            watch.start()
+            watch.ask()
         return HTMLResponse(pages.instructor(self.room), headers=HEADERS)
 
     def board(self) -> dict[str, Any]:
@@ -234,7 +269,8 @@ class Server:
                 "summary": watch.summary, "version": watch.version,
                 "terminals": len(self.sessions[seat.id]),
                 "job": job.shown() if job else None,
-                "grade": {"healthy": grade_.healthy, "reasons": grade_.reasons}
+                "grade": {"healthy": grade_.healthy, "reasons": grade_.reasons,
+                          "steps": grade_.steps}
                 if grade_ else None,
                 "last_reset": self.resets.get(seat.id),
             })
@@ -362,6 +398,7 @@ def make_app(room: Room, links: Links, period: float | None = None,
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/s/{student}/{token}/", server.student_page),
         Route("/s/{student}/{token}/events", server.picture_events),
+        Route("/s/{student}/{token}/check", server.check_work, methods=["POST"]),
         WebSocketRoute("/s/{student}/{token}/term/{node}", server.terminal),
         Route("/i/{token}/", server.instructor_page),
         Route("/i/{token}/board", server.board_json),

@@ -19,6 +19,8 @@ from ..classroom import health, ops
 from ..context import Lab
 from ..errors import LabError
 from ..remote import redact
+from ..scenario.model import Scenario
+from . import lesson
 from .room import Seat
 
 ACTIONS = ("break", "fix", "check", "reset")
@@ -52,6 +54,8 @@ class Grade:
     healthy: bool
     reasons: list[str]
     at: float
+    # The lesson's steps as "check my work" judges them ([] when the room has no lesson).
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _break(seat: Seat, job: Job, failure: str) -> str:
@@ -70,9 +74,11 @@ def _fix(seat: Seat, job: Job) -> str:
 
 class Jobs:
     def __init__(self, pool: Executor, failures: tuple[str, ...],
-                 before_reset: Callable[[str], None], after_reset: Callable[[str, str], None]):
+                 before_reset: Callable[[str], None], after_reset: Callable[[str, str], None],
+                 lesson: Scenario | None = None):
         self.pool = pool
         self.failures = failures
+        self.lesson = lesson
         self.before_reset = before_reset
         self.after_reset = after_reset
         self.current: dict[str, Job] = {}
@@ -109,7 +115,15 @@ class Jobs:
             elif job.action == "check":
                 # ops' functions read only entry.spec of the class's StudentLab.
                 job.result, value = ops.check(seat, job.log)  # type: ignore[arg-type]
-                self.grades[seat.id] = Grade(value["healthy"], value["reasons"], time.time())
+                steps = lesson.check(seat.spec, self.lesson, job.log) if self.lesson else []
+                reasons = list(value["reasons"]) + [
+                    f"step {s['index']} {s['name']}: {s['detail'] or 'failed'}"
+                    for s in steps if s["status"] == "failed"]
+                healthy = value["healthy"] and lesson.passed(steps)
+                if steps:
+                    done = sum(s["status"] == "passed" for s in steps)
+                    job.result += f"; lesson: {done}/{len(steps)} steps passed"
+                self.grades[seat.id] = Grade(healthy, reasons, time.time(), steps)
             else:
                 self.before_reset(seat.id)
                 job.result, _ = ops.reset(seat, job.log, to=to)  # type: ignore[arg-type]

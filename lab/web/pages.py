@@ -4,7 +4,11 @@ package (no inline script, so the Content-Security-Policy can forbid it)."""
 from __future__ import annotations
 
 import html
+from typing import Any
 
+from ..errors import LabError
+from ..scenario.model import Scenario
+from ..state import LabState
 from .jobs import RESET_TARGETS
 from .room import Room, Seat
 
@@ -26,7 +30,18 @@ def _head(title: str, *, xterm: bool) -> str:
             f'<link rel="stylesheet" href="/static/page.css"></head>')
 
 
-def student(seat: Seat) -> str:
+def _lesson(lesson: Scenario | None) -> str:
+    if lesson is None:
+        return ""
+    steps = "".join(f'<li data-step="{number}" data-status="">{_e(step.name)}'
+                    ' <span class="mark"></span><div class="why"></div></li>'
+                    for number, step in enumerate(lesson.steps, 1))
+    return (f'<h2>Lesson: {_e(lesson.title)}</h2><p><button id="check-work">check my work'
+            '</button> <span id="checked"></span></p>'
+            f'<ol id="lesson">{steps}</ol>')
+
+
+def student(seat: Seat, lesson: Scenario | None = None) -> str:
     panes = "".join(
         f'<section class="pane" data-node="{_e(node.name)}">'
         f'<header><b>{_e(node.name)}</b> <span class="role">{_e(node.role)}</span>'
@@ -41,8 +56,30 @@ def student(seat: Seat) -> str:
             '<div id="picture">waiting for the first look at your lab…</div>'
             '<h2>The doctor says <select id="lang"><option value="en">English</option>'
             '<option value="zh">中文</option></select></h2>'
-            '<ul id="doctor"><li>…</li></ul></aside></div>'
+            '<ul id="doctor"><li>…</li></ul>' + _lesson(lesson) + "</aside></div>"
+
             '<script src="/static/student.js"></script></body></html>')
+
+
+def known(seat: Seat) -> dict[str, Any]:
+    """What the lab's state file says, read without SSH: the board's rows are drawn from it
+    at once, and the live looks fill them in as they come (a first look at thirty labs takes
+    seconds; a file read takes a millisecond)."""
+    try:
+        state = LabState.load(seat.spec.state_dir, seat.spec.name)
+    except LabError:
+        return {"made": False, "machines": 0, "broken": []}
+    return {"made": state.exists, "machines": len(state.machines),
+            "broken": sorted(state.broken)}
+
+
+def _known_cells(seat: Seat) -> str:
+    facts = known(seat)
+    total = len(seat.spec.nodes)
+    made = (f"{facts['machines']}/{total} made" if facts["made"] else "not made")
+    broken = ", ".join(facts["broken"])
+    return (f'<td class="nodes">{_e(made)} · looking…</td>'
+            f'<td class="swarm">{_e("breaks in place: " + broken) if broken else "…"}</td>')
 
 
 def instructor(room: Room) -> str:
@@ -50,7 +87,7 @@ def instructor(room: Room) -> str:
     targets = "".join(f'<option value="{_e(t)}">{_e(t)}</option>' for t in RESET_TARGETS)
     rows = "".join(
         f'<tr data-student="{_e(seat.id)}"><td><b>{_e(seat.id)}</b><br>{_e(seat.name)}</td>'
-        '<td class="nodes">…</td><td class="swarm">…</td><td class="services"></td>'
+        + _known_cells(seat) + '<td class="services"></td>'
         '<td class="doctor"></td>'
         '<td class="terms"></td><td class="grade"></td><td class="reset"></td>'
         '<td class="actions">'
@@ -60,11 +97,17 @@ def instructor(room: Room) -> str:
         f'<select class="to">{targets}</select><button data-action="reset">reset</button>'
         '</td><td class="job"></td></tr>'
         for seat in room.seats)
+    lesson = (f' <span class="lesson">lesson: {_e(room.lesson.title)}</span>'
+              if room.lesson else "")
     return (_head(f"{room.title}: instructor", xterm=False)
             + f'<body class="instructor"><h1>{_e(room.title)} <small>instructor</small></h1>'
-            '<p class="bar"><button id="check-all">check everyone</button>'
-            ' <a href="grade.json" download>grade (JSON)</a>'
-            ' <a href="grade.xml" download>grade (JUnit)</a> <span id="said"></span></p>'
+            '<p class="bar">for everyone: <button id="check-all">check</button>'
+            f' <select id="failure-all">{failures}</select>'
+            ' <button id="break-all">break</button> <button id="fix-all">fix</button>'
+            f' <select id="to-all">{targets}</select> <button id="reset-all">reset</button>'
+            ' · <a href="grade.json" download>grade (JSON)</a>'
+            ' <a href="grade.xml" download>grade (JUnit)</a>' + lesson
+            + ' <span id="said"></span></p>'
             '<table id="board"><thead><tr><th>student</th><th>nodes up</th><th>swarm</th>'
             "<th>services</th><th>doctor</th><th>terminals</th><th>grade</th><th>last reset</th>"
             "<th>actions</th>"

@@ -11,10 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..scenario import catalog, loader
+from ..scenario.model import Scenario
 from ..spec import LabSpec
 
 if TYPE_CHECKING:
     from ..classroom.plan import ClassPlan
+
+# The first lesson the project ships (scenarios/README.md): a service, its tasks, scaling.
+DEFAULT_LESSON = "swarm-basics"
 
 
 @dataclass(frozen=True)
@@ -33,12 +38,19 @@ class Room:
     # The students on the roster now (a class's record can change while serving); None for
     # a lab, which has no roster.
     roster: Callable[[], frozenset[str]] | None = None
+    # The lesson whose steps a student's "check my work" and the instructor's check judge.
+    lesson: Scenario | None = None
 
     def seat(self, student: str) -> Seat | None:
         return next((seat for seat in self.seats if seat.id == student), None)
 
 
-def class_room(plan: ClassPlan) -> Room:
+def lesson(root: Path, name: str = DEFAULT_LESSON) -> Scenario:
+    """The lesson by name (scenarios/NAME.yaml) or path; ScenarioError says which exist."""
+    return loader.load(catalog.find(root, name))
+
+
+def class_room(plan: ClassPlan, lesson: Scenario | None = None) -> Room:
     """Every student of the class plan."""
     from ..classroom.record import ClassRecord
     from ..failures import FAILURES
@@ -49,11 +61,11 @@ def class_room(plan: ClassPlan) -> Room:
                          if entry.get("in_roster", True))
 
     seats = tuple(Seat(entry.id, entry.student.name, entry.spec) for entry in plan.labs)
-    return Room(f"class {plan.name}", seats, plan.directory, tuple(FAILURES), roster)
+    return Room(f"class {plan.name}", seats, plan.directory, tuple(FAILURES), roster, lesson)
 
 
-def lab_room(spec: LabSpec) -> Room:
+def lab_room(spec: LabSpec, lesson: Scenario | None = None) -> Room:
     from ..failures import FAILURES
 
     return Room(f"lab {spec.name}", (Seat(spec.name, spec.name, spec),),
-                Path(spec.state_dir) / spec.name, tuple(FAILURES))
+                Path(spec.state_dir) / spec.name, tuple(FAILURES), lesson=lesson)

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..atomic import write_atomic
+from ..classroom.links import SERVED, Links
 from ..errors import LabError, SpecError
 from .app import MAX_MESSAGE, STATIC, make_app
-from .links import SERVED, Links
 from .room import Room
 
 DEFAULT_LISTEN = "127.0.0.1:8080"

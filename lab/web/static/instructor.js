@@ -21,6 +21,7 @@
       const s = row.summary || {};
       if (s.nodes_total !== undefined) {
         cell(tr, "nodes", s.nodes_up + "/" + s.nodes_total, s.nodes_up === s.nodes_total ? "ok" : "bad");
+        tr.querySelector("td.nodes").dataset.live = "1";  // a look's, no longer the state file's
         cell(tr, "swarm", s.swarm + (s.error ? " (" + s.error + ")" : ""), s.swarm === "ok" ? "ok" : "bad");
         cell(tr, "services", String(s.services));
         cell(tr, "doctor", s.doctor ? s.doctor + ": " + s.doctor_first : "ok", s.doctor ? "bad" : "ok");
@@ -64,7 +65,7 @@
     refresh();
   }
 
-  document.querySelectorAll("#board button").forEach((button) => {
+  document.querySelectorAll("#board tbody button").forEach((button) => {
     button.addEventListener("click", () => {
       const tr = button.closest("tr");
       act(tr.dataset.student, button.dataset.action, {
@@ -73,7 +74,13 @@
       });
     });
   });
-  document.getElementById("check-all").addEventListener("click", () => act("*", "check", {}));
+  // For everyone: the API takes "*" for every student (one job each, busy ones are said).
+  const forAll = (id, action, extra) => document.getElementById(id)
+    .addEventListener("click", () => act("*", action, extra ? extra() : {}));
+  forAll("check-all", "check");
+  forAll("break-all", "break", () => ({ failure: document.getElementById("failure-all").value }));
+  forAll("fix-all", "fix");
+  forAll("reset-all", "reset", () => ({ to: document.getElementById("to-all").value }));
   refresh();
   setInterval(refresh, 2000);
 })();

@@ -105,4 +105,34 @@
     findings = data.doctor;
     drawDoctor();
   });
+
+  // "check my work": the lesson's steps judged read-only on this student's lab.
+  const checkWork = document.getElementById("check-work");
+  if (checkWork) {
+    const checked = document.getElementById("checked");
+    const marks = { passed: "✔ passed", failed: "✘ failed" };
+    checkWork.addEventListener("click", async () => {
+      checkWork.disabled = true;
+      checked.textContent = "checking…";
+      try {
+        const answer = await fetch(base + "check", { method: "POST" });
+        const data = await answer.json();
+        if (!answer.ok) { checked.textContent = data.error || answer.statusText; return; }
+        for (const step of data.steps) {
+          const li = document.querySelector('#lesson li[data-step="' + step.index + '"]');
+          if (!li) continue;
+          li.dataset.status = step.status;
+          li.querySelector(".mark").textContent = marks[step.status] || step.status;
+          li.querySelector(".why").textContent = step.detail;
+        }
+        const done = data.steps.filter((s) => s.status === "passed").length;
+        checked.textContent = done + "/" + data.steps.length + " steps passed, " +
+          new Date().toLocaleTimeString();
+      } catch (error) {
+        checked.textContent = "the check did not answer: " + error;
+      } finally {
+        checkWork.disabled = false;
+      }
+    });
+  }
 })();

@@ -1,4 +1,4 @@
-"""Secret links: one per student and one for the instructor.
+"""Secret links to the class in a browser: one per student and one for the instructor.
 
 A link is the only credential a student has, so it is long (token_urlsafe(24): 192 bits),
 compared in constant time, kept in one 0600 file in the class's folder (never in a log or in
