@@ -94,11 +94,13 @@ libvirt-stop:
 # Ends only the incusd and lxcfs that scripts/ensure-incus started (their PID files). incusd
 # leaves its containers running on SIGTERM; SIGPWR would stop every instance on the host,
 # which is not ours to do.
+# lxcfs ended leaves its FUSE mount behind: unmounted here when it was ours.
 incus-stop:
 	@for d in incusd lxcfs; do f=.cache/incus/$$d.pid; [ -f $$f ] || continue; \
 	pid=$$(cat $$f); kill $$pid 2>/dev/null; i=0; \
 	while kill -0 $$pid 2>/dev/null && [ $$i -lt 60 ]; do sleep 0.5; i=$$((i+1)); done; \
-	rm -f $$f; done
+	rm -f $$f; [ $$d = lxcfs ] && grep -q ' /var/lib/lxcfs ' /proc/mounts && \
+	umount -l /var/lib/lxcfs; done; true
 
 clean:
 	rm -rf .cache/go .pytest_cache .ruff_cache

@@ -187,7 +187,11 @@ def cluster(incus: Incus, tmp_path_factory: pytest.TempPathFactory
     # Not under pytest's 0700 folder: a node's root (a high uid) must reach its rootfs.
     directory = Path(tempfile.mkdtemp(prefix="t-h12-incusd-", dir="/tmp"))
     directory.chmod(0o711)
-    env = {**os.environ, "INCUS_DIR": str(directory)}
+    # As scripts/ensure-incus does: incusd's fetch of instance types from the internet goes
+    # to a loopback proxy where nothing listens, so no lookup leaves the machine.
+    loopback = "http://127.0.0.1:9"
+    env = {**os.environ, "INCUS_DIR": str(directory), "https_proxy": loopback,
+           "http_proxy": loopback, "HTTPS_PROXY": loopback, "HTTP_PROXY": loopback}
     log = (home / "incusd.log").open("w")
     daemon = subprocess.Popen(["/usr/libexec/incus/incusd", "--group", "incus-admin"],
                               env=env, stdout=log, stderr=subprocess.STDOUT)
