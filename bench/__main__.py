@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("bench_up", "bench_vsphere", "bench_classroom", "bench_incus")
+BENCHMARKS = ("bench_up", "bench_swarm", "bench_releases", "bench_vsphere", "bench_classroom",
+              "bench_incus", "bench_web")
 
 
 def main(names: list[str]) -> None:
