@@ -90,7 +90,12 @@ ONE_WORKER_LANES = ("vsphere", "vagrant", "incus", "vm")
 
 
 def worker_group(module_items: list[pytest.Item]) -> str:
-    if any(SHARED_LAB_FIXTURES & set(item.fixturenames) for item in module_items):
+    # A module that asks for the shared lab at run time (request.getfixturevalue) says so in
+    # its source: fixturenames cannot show it.
+    source = module_items[0].path.read_text()
+    if any(SHARED_LAB_FIXTURES & set(item.fixturenames) for item in module_items) or any(
+        f'getfixturevalue("{name}")' in source for name in SHARED_LAB_FIXTURES
+    ):
         return "shared-lab"
     for lane in ONE_WORKER_LANES:
         if any(item.get_closest_marker(lane) for item in module_items):

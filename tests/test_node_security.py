@@ -66,9 +66,11 @@ def test_a_node_cannot_open_a_block_device_of_the_host(lab: LabHandle) -> None:
     major, minor = numbers.split(":")
     # Docker lets every container (so every nested one, whose parent must allow it too)
     # make device nodes; the device cgroup is what keeps the node from using them.
-    tried = in_node(f"rm -f /tmp/h5-blk; mknod /tmp/h5-blk b {major} {minor};"
-                    " dd if=/tmp/h5-blk of=/dev/null bs=512 count=1; echo read=$?;"
-                    " (exec 3<>/tmp/h5-blk) ; echo write=$?; rm -f /tmp/h5-blk")
+    # In /root, not /tmp: trixie mounts /tmp as a nodev tmpfs, whose EACCES would hide what
+    # the device cgroup does.
+    tried = in_node(f"rm -f /root/h5-blk; mknod /root/h5-blk b {major} {minor};"
+                    " dd if=/root/h5-blk of=/dev/null bs=512 count=1; echo read=$?;"
+                    " (exec 3<>/root/h5-blk) ; echo write=$?; rm -f /root/h5-blk")
     print(f"{name} ({numbers}) from inside {MANAGER}: {tried.stdout} {tried.stderr}")
     assert "read=0" not in tried.stdout and "write=0" not in tried.stdout, tried
     assert "Operation not permitted" in tried.stderr or "No such file" in tried.stderr, tried
