@@ -96,6 +96,18 @@ def test_rerun_changes_nothing(lab: LabHandle) -> None:
     assert "changed" not in result.stdout.replace("nothing changed", "")
 
 
+def test_a_node_the_state_does_not_hold_is_made_again(lab: LabHandle) -> None:
+    """A node is recorded only once whole; one the state file lacks (a run died before the
+    record, or the state was lost) cannot be reached, so a rerun makes it again."""
+    state = json.loads(lab.state_file.read_text())
+    del state["machines"]["worker1"]
+    lab.state_file.write_text(json.dumps(state))
+    result = lab.invoke("lab.up")
+    assert result.code == 0, result.output
+    assert "worker1: left half-made by an interrupted run; making it again" in result.stdout
+    assert all(node["ready"] for node in lab.status()["nodes"])
+
+
 def test_status_table_names_the_provider_and_how_to_reach_nodes(lab: LabHandle) -> None:
     result = lab.invoke("lab.status")
     assert result.code == 0, result.output

@@ -346,6 +346,14 @@ class IncusProvider(Provider):
         # given the same host uid range). Starting them together is safe.
         for node in self.spec.nodes:
             instance = self._instance(node)
+            if instance is not None and node.name not in self.state.machines:
+                # Made by a run that died before the node had its keys and a pinned host
+                # key (it is recorded only then), or by a lab whose state was lost: it could
+                # never be reached, so it is made again.
+                self.log(f"    {node.name}: left half-made by an interrupted run; making it"
+                         " again")
+                self._remove_instance(instance)
+                instance = None
             if instance is None:
                 self._create_instance(node, alias, lab_key, self._location())
                 results[node.name] = "created"
@@ -395,10 +403,6 @@ class IncusProvider(Provider):
             }, project=self.project, query={"target": target} if target else None)
         except IncusError as exc:
             raise NodeError(node.name, f"Incus could not create its container: {exc}") from None
-        self.state.record_machine(
-            node.name, instance=name, project=self.project, address=node.address,
-            created=time.time(),
-        )
         host_key, host_key_public = hostkeys.make_host_key(self.lab_dir, node.name)
         net = f"ADDRESS={node.address}/{prefix}\nGATEWAY={self.gateway}\n"
         for directory, mode in (("/root/.ssh", 0o700), ("/etc/swarmlab", 0o755)):
@@ -412,6 +416,20 @@ class IncusProvider(Provider):
             self.api.push_file(name, path, content.encode(), mode, project=self.project)
         host_key.unlink()  # the node holds its private key; the controller needs only the public
         hostkeys.pin(self.lab_dir, node.address, 22, host_key_public)
+        # Recorded only now, whole: a rerun after a death before this line makes it again.
+        self.state.record_machine(
+            node.name, instance=name, project=self.project, address=node.address,
+            created=time.time(),
+        )
+
+    def _remove_instance(self, instance: dict[str, Any]) -> None:
+        name = instance["name"]
+        if instance.get("status") == "Running":
+            self._raise_first([self.api.put(f"/1.0/instances/{name}/state",
+                                             {"action": "stop", "force": True},
+                                             project=self.project, wait=False)["id"]])
+        self._raise_first([self.api.delete(f"/1.0/instances/{name}", project=self.project,
+                                           wait=False)["id"]])
 
     def _start(self, nodes: list[NodeSpec]) -> None:
         operations = []
