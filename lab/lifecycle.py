@@ -210,7 +210,9 @@ def snapshot(lab: Lab, name: str, log: Log = print) -> None:
             _systemctl(lab, managers, DOCKER_START, "starting Docker after the snapshot")
     if managers:
         current = swarm.verify(lab, managers[0], seconds=SETTLE_SECONDS)
-        log(f"  a leader, {len(current)} nodes Ready with the right roles")
+        swarm.hold(lab, managers[0])
+        log(f"  a leader that held {swarm.LEADER_HOLD_SECONDS} s, {len(current)} nodes Ready"
+            " with the right roles")
 
 
 def revert(lab: Lab, snapshot: str, log: Log = print) -> str:
@@ -233,7 +235,9 @@ def revert(lab: Lab, snapshot: str, log: Log = print) -> str:
         return f"{clocks}; no swarm in this snapshot"
     log("==> swarm")
     current = swarm.verify(lab, in_swarm[0], seconds=SETTLE_SECONDS)
-    log(f"  a leader, {len(current)} nodes Ready with the right roles")
+    swarm.hold(lab, in_swarm[0])
+    log(f"  a leader that held {swarm.LEADER_HOLD_SECONDS} s, {len(current)} nodes Ready"
+        " with the right roles")
     return f"{clocks}; swarm has a leader, {len(current)} nodes Ready"
 
 

@@ -501,6 +501,38 @@ def verify(lab: Lab, leader: Node, seconds: float = 60) -> list[SwarmMember]:
     return current
 
 
+# Two Raft election timeouts (swarmkit: ElectionTick 10 x 1 s): a leader that stays this
+# long is past the flapping of a swarm whose managers have all just started.
+LEADER_HOLD_SECONDS = 20
+
+
+def hold(lab: Lab, node: Node, seconds: float = LEADER_HOLD_SECONDS,
+         timeout: float = 120) -> None:
+    """Return once `node` has seen a leader for `seconds` without a break.
+
+    Managers that start together (a revert, a snapshot's restart) elect a leader, and on a
+    loaded host they can lose it again moments later when a heartbeat is late: the swarm
+    answered `verify` and the student's first command said "does not have a leader" (the
+    vm lane saw it). A break starts the count again; both bounds scale with the provider.
+    """
+    scale = lab.provider.time_scale
+    needed = seconds * scale
+    since = [time.monotonic()]
+
+    def look() -> float:
+        said = node.run("docker node ls --quiet", timeout=60)
+        now = time.monotonic()
+        if not said.ok:
+            since[0] = now
+        return now - since[0]
+
+    held = wait_until(look, timeout=timeout * scale, interval=2, done=lambda s: s >= needed,
+                      what=f"the leader to hold {needed:g} s on {node.name}", error=None)
+    if held < needed:
+        raise LabError(f"the swarm's leader did not hold {needed:g} s in {timeout * scale:g} s"
+                       f" (seen from {node.name}); see `invoke lab.doctor`")
+
+
 def problems_of(lab: Lab, current: list[SwarmMember]) -> list[str]:
     problems = []
     for node in lab.spec.nodes:

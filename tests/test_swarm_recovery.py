@@ -6,6 +6,7 @@ leave-order checks drive lab.swarm in-process on the same real nodes, to see eac
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from lab import raft, swarm
 from lab.config import load_spec
 from lab.context import Lab
 from lab.remote import Node
+from lab.waits import wait_until
 from tests.conftest import CLIResult, LabHandle, lab_fixture
 
 pytestmark = pytest.mark.local
@@ -139,6 +141,44 @@ def test_force_never_throws_away_a_swarm_holding_services_on_its_own(lab: LabHan
     assert "worker1: left a swarm that is not the lab's" in both.stdout
     assert services(lab) == ["keep-db", "keep-web"]
     assert_lab_swarm(lab)
+
+
+def test_hold_gives_the_swarm_back_only_once_its_leader_stays(lab: LabHandle) -> None:
+    """What lab.reset and lab.snapshot now end with: the vm lane's reset verified a leader and
+    the next command said "does not have a leader". Here a manager freezes from the
+    second second until manager1 says the leader is gone, and hold returns only once a leader
+    has stayed its whole window after the manager came back."""
+    container = f"swarmlab-{NAME}-manager2"
+    times: dict[str, float] = {}
+
+    def freeze() -> None:
+        time.sleep(2)
+        subprocess.run(["docker", "pause", container], check=True, capture_output=True)
+        times["paused"] = time.monotonic()
+        try:  # frozen until manager1 itself says the leader is gone (10-20 s)
+            wait_until(lambda: subprocess.run(
+                ["docker", "exec", f"swarmlab-{NAME}-manager1", "docker", "node", "ls"],
+                capture_output=True, text=True).stderr, timeout=90, interval=1,
+                done=lambda said: "does not have a leader" in said, what="the leader lost")
+            times["lost"] = time.monotonic()
+        finally:
+            subprocess.run(["docker", "unpause", container], check=True, capture_output=True)
+            times["unpaused"] = time.monotonic()
+
+    before = services(lab)
+    freezer = threading.Thread(target=freeze)
+    with in_process(lab) as opened:
+        freezer.start()
+        try:
+            swarm.hold(opened, opened.node("manager1"))
+            returned = time.monotonic()
+        finally:
+            freezer.join()
+    # Before the manager froze, a leader had been seen for 2 s only; the first break came
+    # while it was frozen, so the window could only be whole once it was back.
+    assert "lost" in times, times
+    assert returned - times["unpaused"] >= swarm.LEADER_HOLD_SECONDS - 2, times
+    assert services(lab) == before
 
 
 def make_manager1_the_leader(lab: LabHandle) -> None:
