@@ -46,10 +46,12 @@ images: venv docker
 libvirt:
 	@scripts/ensure-libvirt
 
-# The libvirt Vagrant box, from Debian packages; rebuilt only when vagrant/box/ or its
-# package list changes (.cache/box/<recipe digest>/).
+# The libvirt Vagrant box the vm lane uses (trixie, nodes like the lesson's: firewalld and
+# SELinux enforcing), from Debian packages; rebuilt only when vagrant/box/ or its package
+# list changes (.cache/box/<box>/<recipe digest>/). Other boxes are built by the first
+# lab.up that needs one, or by `$(PY) -m lab.box build --release R [--seed]`.
 box: venv libvirt
-	$(PY) -m lab.box build
+	$(PY) -m lab.box build --release trixie --seed
 
 # Incus for `provider: incus`: installed from bookworm-backports if missing, started if not
 # running (lxcfs, then incusd), one `dir` storage pool; fast when it already answers.

@@ -354,7 +354,7 @@ def test_libvirt_defaults_to_the_projects_box_pool_and_a_management_network(
 ) -> None:
     provider = provider_for(tmp_path, "t-vag-virt", 44, provider="libvirt")
     spec = provider.vagrant_spec()
-    assert (spec["box"], spec["storage_pool"]) == ("swarmlab/bookworm", "swarmlab")
+    assert (spec["box"], spec["storage_pool"]) == ("swarmlab/trixie", "swarmlab")
     assert (spec["management_network"], spec["management_subnet"]) == (
         "swarmlab-t-vag-virt-mgmt", "10.201.45.0/24")
     assert provider.settings.boot_timeout == 900

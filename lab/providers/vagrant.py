@@ -25,10 +25,10 @@ from typing import Any
 
 import docker
 
+from .. import box as boxes
 from .. import container_node, fields, hostkeys, libvirt
-from ..box import BOX_NAME, box_version, recipe_digest
 from ..errors import LabError, NodeError, SpecError
-from ..spec import LabSpec, NodeSpec
+from ..spec import LabSpec, NodeSpec, selinux_needs_a_kernel
 from ..state import LabState
 from ..vagrant_project import (
     AUTHORIZED_KEYS,
@@ -69,13 +69,13 @@ class VagrantSettings:
     """The lab file's `vagrant:` section, checked."""
 
     provider: str = "virtualbox"
-    box: str = "debian/bookworm64"
+    box: str = "debian/trixie64"
     box_version: str = ""
     # Two: dockerd and a task's network set-up are multi-threaded, and a second vCPU made the
     # whoami-dns demo about a fifth faster even on a 2-core host under QEMU emulation.
     cpus: int = 2
     memory: int = 1024  # MiB: three machines must fit on a student's 8 GiB laptop
-    image: str = "swarmlab/node:bookworm"  # docker provider only
+    image: str = "swarmlab/node:trixie"  # docker provider only
     storage_pool: str = ""  # libvirt only; empty: the project's own pool (libvirt.POOL_NAME)
     boot_timeout: int = 300  # Vagrant's own default; libvirt under TCG defaults to 900
     libvirt_driver: str = "auto"  # libvirt only: kvm, qemu (software emulation) or auto
@@ -100,10 +100,21 @@ def parse_settings(spec: LabSpec) -> VagrantSettings:
             raw[key] = str(raw[key])
     fields.choice("lab file: vagrant.libvirt_driver",
                   raw.get("libvirt_driver", VagrantSettings.libvirt_driver), LIBVIRT_DRIVERS)
-    if raw.get("provider") == "libvirt":
-        # Vagrant Cloud is out of reach here: the default box is the one `make box` builds.
-        raw.setdefault("box", BOX_NAME)
+    provider = raw.get("provider", VagrantSettings.provider)
+    seed = spec.nodes_like == "seed"
+    if spec.selinux == "enforcing" and provider == "docker":
+        raise SpecError(selinux_needs_a_kernel("vagrant's docker provider"))
+    if seed and provider == "virtualbox":
+        raise SpecError("lab file: nodes_like seed is built as a libvirt box or a node image;"
+                        " set vagrant.provider: libvirt (or docker), or use nodes_like: plain")
+    if provider == "libvirt":
+        # Vagrant Cloud is out of reach here: the default box is the one swarmlab builds for
+        # the lab's release and nodes (lab/box.py), built at the first lab.up that needs it.
+        raw.setdefault("box", boxes.box_for(spec.release, spec.nodes_like).name)
         raw.setdefault("boot_timeout", LIBVIRT_BOOT_TIMEOUT)
+    elif provider == "virtualbox":
+        raw.setdefault("box", f"debian/{spec.release}64")
+    raw.setdefault("image", f"swarmlab/node{'-seed' if seed else ''}:{spec.release}")
     if raw.get("management_subnet"):
         fields.ipv4_network("lab file: vagrant.management_subnet", raw["management_subnet"],
                             "10.79.1.0/24")
@@ -113,7 +124,7 @@ def parse_settings(spec: LabSpec) -> VagrantSettings:
         fields.path("lab file: vagrant.networks_conf", raw["networks_conf"])
     if not raw.get("box", "x"):
         raise SpecError("lab file: vagrant.box is empty; allowed: a box name such as"
-                        " debian/bookworm64")
+                        " debian/trixie64")
     return VagrantSettings(**raw)
 
 
@@ -191,7 +202,7 @@ class VagrantProvider(Provider):
             "box_version": self.settings.box_version,
             # swarmlab's own box: the Vagrantfile names its guest and configures its NIC
             # itself, where a foreign box gets Vagrant's own detection and configuration.
-            "own_box": self.settings.box == BOX_NAME,
+            "own_box": boxes.is_ours(self.settings.box),
             "cpus": self.settings.cpus,
             "memory": self.settings.memory,
             "image": self.settings.image,
@@ -371,14 +382,21 @@ class VagrantProvider(Provider):
         box, version, provider = (
             self.settings.box, self.settings.box_version, self.settings.provider,
         )
+        own = self._own_box()
+        if own is not None and not version:
+            # swarmlab's box for this lab's release and nodes: built (minutes, once per
+            # recipe) and added when missing or when its recipe changed, as local images are.
+            state = boxes.current_state(own)
+            if not state["added"]:
+                self.log(f"box {own.name}: not built for its current recipe; building it (about"
+                         " 5 minutes, once)")
+                state = boxes.ensure_box(own, log=self.log)
+            return f"box {own.name} {state['version']} ({provider})"
         with self.project.failing_as("vagrant box list"):
-            boxes = self.project.client.box_list()
-        have = [b for b in boxes if b.name == box and b.provider == provider]
+            boxes_here = self.project.client.box_list()
+        have = [b for b in boxes_here if b.name == box and b.provider == provider]
         if version:
             have = [b for b in have if b.version == version]
-        if not have and box == BOX_NAME:
-            raise LabError(f"box {box} is not in Vagrant yet; run `make box` (it builds the box"
-                           " from Debian packages, about 4 minutes, and adds it)")
         if not have:
             wanted = f"{box} {version}".strip()
             version_flag = f" --box-version {version}" if version else ""
@@ -387,12 +405,14 @@ class VagrantProvider(Provider):
                 f" add {box}{version_flag} --provider {provider}` (or `vagrant box add --name"
                 f" {box} FILE.box` from a local file), or set vagrant.box"
             )
-        line = f"box {box} {have[-1].version} ({provider})"
-        if box == BOX_NAME and not version:
-            current = box_version(recipe_digest())
-            if current not in [b.version for b in have]:
-                line += "; its recipe has changed since: `make box` rebuilds it"
-        return line
+        return f"box {box} {have[-1].version} ({provider})"
+
+    def _own_box(self) -> boxes.Box | None:
+        """The swarmlab box this lab's machines are made from, if it is one (libvirt only)."""
+        if self.settings.provider != "libvirt":
+            return None
+        own = boxes.box_for(self.spec.release, self.spec.nodes_like)
+        return own if self.settings.box == own.name else None
 
     # --- create ----------------------------------------------------------------------------
     def create(self) -> dict[str, str]:
