@@ -21,7 +21,7 @@ PROVIDERS = ("local", "vagrant", "vmware", "incus")
 ROLES = ("manager", "worker")
 OS_FAMILIES = ("debian", "rhel")
 FIREWALL_POLICIES = ("disable", "open-ports")
-SELINUX_POLICIES = ("permissive", "unchanged")
+SELINUX_POLICIES = ("permissive", "unchanged", "enforcing")
 NODE_FIELDS = ("name", "role", "address")
 # The Debian release of the nodes, where swarmlab builds them: bookworm has Docker 20.10,
 # trixie Docker 26.1. Each provider's own list starts with its default.
@@ -30,14 +30,19 @@ PROVIDER_RELEASES = {
     # trixie by default: measured no slower to come up than bookworm (bench/bench_releases.py)
     # and its Docker is the one instructors install today; 20.10 is end of life.
     "local": ("trixie", "bookworm"),
-    # The Incus image and the libvirt box are built from bookworm only, so far.
-    "incus": ("bookworm",),
-    "vagrant": ("bookworm",),
+    "incus": ("trixie", "bookworm"),
+    # libvirt: swarmlab's own box of that release; docker: the node image; virtualbox: the
+    # Debian project's box of that release (debian/<release>64).
+    "vagrant": ("trixie", "bookworm"),
 }
 # How the nodes come up: plain Debian, or like the lesson's own (seed): firewalld installed,
-# running and rejecting all but ssh, so `prepare` and firewall-blocks-join meet a real one.
+# running and rejecting all but ssh, so `prepare` and firewall-blocks-join meet a real one;
+# and on machines with a kernel of their own (swarmlab's libvirt box) SELinux enforcing.
 NODES_LIKE = ("plain", "seed")
-SEED_PROVIDERS = ("local",)  # where a seed node image is built so far
+SEED_PROVIDERS = ("local", "vagrant")  # where seed node images or boxes are built
+# Nodes that are containers share the host's kernel, and SELinux is the kernel's: it cannot
+# be enforcing in one node and not in the host, nor be turned on by a node at all.
+CONTAINER_PROVIDERS = ("local", "incus")
 
 # What the lab file may hold at the top level, beside invoke's own settings.
 LAB_DEFAULTS: dict[str, Any] = {
@@ -233,6 +238,9 @@ def parse_spec(data: dict[str, Any], known_extra: set[str] = frozenset()) -> Lab
             f"lab file: nodes_like seed is not built for provider {provider} yet (only"
             f" {', '.join(SEED_PROVIDERS)}); use nodes_like: plain"
         )
+    selinux = fields.choice("lab file: selinux", merged["selinux"], SELINUX_POLICIES)
+    if selinux == "enforcing" and provider in CONTAINER_PROVIDERS:
+        raise SpecError(selinux_needs_a_kernel(provider))
     if provider == "local":
         variant = "-seed" if nodes_like == "seed" else ""
         settings.setdefault("image", f"swarmlab/node{variant}:{release}")
@@ -243,7 +251,7 @@ def parse_spec(data: dict[str, Any], known_extra: set[str] = frozenset()) -> Lab
         release=release,
         nodes_like=nodes_like,
         firewall=fields.choice("lab file: firewall", merged["firewall"], FIREWALL_POLICIES),
-        selinux=fields.choice("lab file: selinux", merged["selinux"], SELINUX_POLICIES),
+        selinux=selinux,
         time_sync=fields.flag("lab file: time_sync", merged["time_sync"]),
         subnet=str(subnet),
         nodes=parse_nodes(merged["nodes"], subnet),
@@ -252,6 +260,12 @@ def parse_spec(data: dict[str, Any], known_extra: set[str] = frozenset()) -> Lab
         state_dir=fields.path("lab file: state_dir", merged["state_dir"]),
         provider_settings=settings,
     )
+
+
+def selinux_needs_a_kernel(where: str) -> str:
+    return (f"lab file: selinux enforcing cannot be had on {where}: its nodes are containers"
+            " sharing the host's kernel, and SELinux is the kernel's; use selinux: permissive,"
+            " or provider vagrant (libvirt) with nodes_like: seed")
 
 
 def parse_release(provider: str, raw: Any) -> str:

@@ -47,8 +47,6 @@ def test_release_picks_the_local_node_image():
 @pytest.mark.parametrize("fields, words", [
     ({"release": "sid"}, "lab file: release is 'sid'; allowed: bookworm, trixie"),
     ({"release": 12}, "lab file: release is 12; allowed: bookworm, trixie"),
-    ({"release": "trixie", "provider": "vagrant"},
-     "lab file: release trixie is not built for provider vagrant; allowed there: bookworm"),
     ({"release": "bookworm", "provider": "vmware"},
      "lab file: release does not apply to provider vmware"),
 ])
@@ -162,12 +160,54 @@ def test_seed_nodes_get_the_seed_image_of_their_release():
 
 @pytest.mark.parametrize("fields, words", [
     ({"nodes_like": "centos"}, "lab file: nodes_like is 'centos'; allowed: plain, seed"),
-    ({"nodes_like": "seed", "provider": "vagrant"},
-     "lab file: nodes_like seed is not built for provider vagrant yet"),
+    ({"nodes_like": "seed", "provider": "incus"},
+     "lab file: nodes_like seed is not built for provider incus yet"),
 ])
 def test_a_wrong_nodes_like_is_one_line(fields, words):
     with pytest.raises(SpecError) as caught:
         spec(**fields)
+    assert str(caught.value).startswith(words) and "\n" not in str(caught.value)
+
+
+def vagrant_settings(**fields):
+    from lab.providers.vagrant import parse_settings
+    return parse_settings(spec(provider="vagrant", **fields))
+
+
+def test_vagrant_machines_come_from_the_box_or_image_of_the_release_and_flavour():
+    assert vagrant_settings(vagrant={"provider": "libvirt"}).box == "swarmlab/trixie"
+    assert vagrant_settings(release="bookworm", nodes_like="seed",
+                            vagrant={"provider": "libvirt"}).box == "swarmlab/bookworm-seed"
+    assert vagrant_settings(nodes_like="seed", vagrant={"provider": "docker"}).image == \
+        "swarmlab/node-seed:trixie"
+    # VirtualBox takes the Debian project's box of the release; a box given wins.
+    assert vagrant_settings(release="bookworm").box == "debian/bookworm64"
+    assert vagrant_settings(vagrant={"box": "mine/deb"}).box == "mine/deb"
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"selinux": "enforcing"}, "lab file: selinux enforcing cannot be had on local: its nodes"
+                               " are containers sharing the host's kernel"),
+    ({"selinux": "enforcing", "provider": "incus"}, "lab file: selinux enforcing cannot be had"
+                                                    " on incus"),
+    ({"selinux": "strict"}, "lab file: selinux is 'strict'; allowed: permissive, unchanged,"
+                            " enforcing"),
+])
+def test_selinux_where_it_cannot_be_is_refused_with_the_reason(fields, words):
+    with pytest.raises(SpecError) as caught:
+        spec(**fields)
+    assert str(caught.value).startswith(words) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"selinux": "enforcing", "vagrant": {"provider": "docker"}},
+     "lab file: selinux enforcing cannot be had on vagrant's docker provider"),
+    ({"nodes_like": "seed"}, "lab file: nodes_like seed is built as a libvirt box or a node"
+                             " image; set vagrant.provider: libvirt"),
+])
+def test_vagrant_refuses_what_its_machines_cannot_be(fields, words):
+    with pytest.raises(SpecError) as caught:
+        vagrant_settings(**fields)
     assert str(caught.value).startswith(words) and "\n" not in str(caught.value)
 
 
