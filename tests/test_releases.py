@@ -185,29 +185,23 @@ def test_vagrant_machines_come_from_the_box_or_image_of_the_release_and_flavour(
     assert vagrant_settings(vagrant={"box": "mine/deb"}).box == "mine/deb"
 
 
-@pytest.mark.parametrize("fields, words", [
-    ({"selinux": "enforcing"}, "lab file: selinux enforcing cannot be had on local: its nodes"
-                               " are containers sharing the host's kernel"),
-    ({"selinux": "enforcing", "provider": "incus"}, "lab file: selinux enforcing cannot be had"
-                                                    " on incus"),
-    ({"selinux": "strict"}, "lab file: selinux is 'strict'; allowed: permissive, unchanged,"
-                            " enforcing"),
-])
-def test_selinux_where_it_cannot_be_is_refused_with_the_reason(fields, words):
-    with pytest.raises(SpecError) as caught:
-        spec(**fields)
-    assert str(caught.value).startswith(words) and "\n" not in str(caught.value)
-
-
-@pytest.mark.parametrize("fields, words", [
-    ({"selinux": "enforcing", "vagrant": {"provider": "docker"}},
+@pytest.mark.parametrize("parse, fields, words", [
+    (spec, {"selinux": "enforcing"},
+     "lab file: selinux enforcing cannot be had on local: its nodes are containers sharing the"
+     " host's kernel"),
+    (spec, {"selinux": "enforcing", "provider": "incus"},
+     "lab file: selinux enforcing cannot be had on incus"),
+    (spec, {"selinux": "strict"},
+     "lab file: selinux is 'strict'; allowed: permissive, unchanged, enforcing"),
+    (vagrant_settings, {"selinux": "enforcing", "vagrant": {"provider": "docker"}},
      "lab file: selinux enforcing cannot be had on vagrant's docker provider"),
-    ({"nodes_like": "seed"}, "lab file: nodes_like seed is built as a libvirt box or a node"
-                             " image; set vagrant.provider: libvirt"),
+    (vagrant_settings, {"nodes_like": "seed"},
+     "lab file: nodes_like seed is built as a libvirt box or a node image; set"
+     " vagrant.provider: libvirt"),
 ])
-def test_vagrant_refuses_what_its_machines_cannot_be(fields, words):
+def test_what_the_nodes_cannot_be_is_refused_with_the_reason(parse, fields, words):
     with pytest.raises(SpecError) as caught:
-        vagrant_settings(**fields)
+        parse(**fields)
     assert str(caught.value).startswith(words) and "\n" not in str(caught.value)
 
 
