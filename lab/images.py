@@ -466,34 +466,45 @@ def _untag_stale_rootfs(client: docker.DockerClient) -> None:
 
 
 # --- the Incus node image ------------------------------------------------------------------
-# The local node's file system as it is (same recipe, same digest), with images/incus/rootfs/
-# on top and Incus's metadata.yaml and templates beside it: one unified tarball that the
-# incus provider imports under an alias carrying incus_image_digest().
-INCUS_BASE = "swarmlab/node:bookworm"
+# The local node image of the lab's release as it is (same recipe, same digest), with
+# images/incus/rootfs/ on top and Incus's metadata.yaml and templates beside it: one unified
+# tarball that the incus provider imports under an alias carrying incus_image_digest(release).
 INCUS_DIR = IMAGES_DIR / "incus"
+# metadata.yaml's words for what the image's release is (its `release` property and its
+# description), filled in per tarball.
+RELEASE_PLACEHOLDER = "@RELEASE@"
 
 
-def incus_image_digest() -> str:
-    """The digest of the Incus node image: its base image's recipe and images/incus/."""
+def incus_base(release: str) -> str:
+    """The local node image an Incus node image of `release` is made from."""
+    return f"swarmlab/node:{release}"
+
+
+def incus_image_digest(release: str) -> str:
+    """The digest of the Incus node image of `release`: its base image's recipe (which holds
+    the suite, through the root file system's) and images/incus/."""
     return _digest({
         "image": "node-incus",
-        "base": recipe_digest(INCUS_BASE),
+        "base": recipe_digest(incus_base(release)),
         "files": _tree_entries(INCUS_DIR),
     })
 
 
 def build_incus_tarball(
-    log: Callable[[str], None] = print, client: docker.DockerClient | None = None
+    release: str, log: Callable[[str], None] = print, client: docker.DockerClient | None = None
 ) -> Path:
-    """Write the Incus node image as a unified tarball under .cache/images/ and return it.
+    """Write the Incus node image of `release` as a unified tarball under .cache/images/ and
+    return it. A release the host's mirror does not serve fails in ensure_images, as one line
+    naming the suite.
 
     The base image's file system comes out of `docker export` of a container that is made
     for it and never started, and is rewritten under rootfs/ as it streams: no copy of half
     a gigabyte is unpacked on the host.
     """
+    base = incus_base(release)
     client = _engine(client)
-    ensure_images([INCUS_BASE], log=log, client=client)
-    digest = incus_image_digest()
+    ensure_images([base], log=log, client=client)
+    digest = incus_image_digest(release)
     BUILD_DIR.mkdir(parents=True, exist_ok=True)
     # A name of its own per call: labs of a class come up side by side, each may build it.
     path = BUILD_DIR / f"node-incus-{digest}-{os.getpid()}-{threading.get_ident()}.tar"
@@ -502,8 +513,8 @@ def build_incus_tarball(
     added = [p for p in sorted(overlay.rglob("*")) if p.is_symlink() or not p.is_dir()]
     replaced = {p.relative_to(overlay).as_posix() for p in added}
     started = time.monotonic()
-    container = _checked(INCUS_BASE, lambda: client.containers.create(
-        INCUS_BASE, "/bin/true", labels={LABEL_IMAGE: "node-incus-export"}))
+    container = _checked(base, lambda: client.containers.create(
+        base, "/bin/true", labels={LABEL_IMAGE: "node-incus-export"}))
     partial = path.with_suffix(".partial")
     try:
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as out:
@@ -521,7 +532,8 @@ def build_incus_tarball(
                 out.add(item, arcname=f"rootfs/{item.relative_to(overlay).as_posix()}",
                         recursive=False, filter=_normalised)
             metadata = (INCUS_DIR / "metadata.yaml").read_text().replace(
-                "creation_date: 0", f"creation_date: {int(time.time())}")
+                "creation_date: 0", f"creation_date: {int(time.time())}").replace(
+                RELEASE_PLACEHOLDER, release)
             _add_text(out, "metadata.yaml", metadata)
             for template in sorted((INCUS_DIR / "templates").glob("*.tpl")):
                 out.add(template, arcname=f"templates/{template.name}", filter=_normalised)
@@ -530,7 +542,7 @@ def build_incus_tarball(
         partial.unlink(missing_ok=True)
         with contextlib.suppress(APIError):
             container.remove(force=True)
-    log(f"node-incus {digest}: tarball in {time.monotonic() - started:.1f} s")
+    log(f"node-incus {release} {digest}: tarball in {time.monotonic() - started:.1f} s")
     return path
 
 

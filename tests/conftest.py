@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.errors import LabError
+from lab.incus.client import Incus
+
 ROOT = Path(__file__).resolve().parents[1]
 INVOKE = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
 # What a local node of the default release says it runs: os-release's name, Docker's version.
@@ -129,6 +132,17 @@ def images(engine: None) -> None:
     from lab.images import IMAGE_NAMES, ensure_images
 
     ensure_images(IMAGE_NAMES, log=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def incus() -> Incus:
+    """A real incusd; `make test` starts one (make incus). Its absence fails, never skips."""
+    api = Incus()
+    try:
+        api.ping()
+    except LabError as exc:
+        pytest.fail(f"{exc} (make test starts incusd: make incus)")
+    return api
 
 
 def lab_fixture(tmp: Path, name: str, octet: int, **extra: object) -> Iterator[LabHandle]:

@@ -1,22 +1,29 @@
 """The incus provider on a real incusd: unprivileged system containers, one project per lab.
 
 `make test` starts incusd (scripts/ensure-incus, the `incus` prerequisite); a test run without
-one fails here rather than skipping. One lab serves the module; the last test takes it down
-and proves nothing of it is left.
+one fails here rather than skipping. One lab of the default release (trixie) serves the
+module; a bookworm lab comes up beside it once; the last test takes the module's down and
+proves nothing of it is left.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from lab.context import Lab
 from lab.errors import LabError
+from lab.images import RECIPES, Recipe, build_incus_tarball, incus_image_digest
 from lab.incus.client import Incus, IncusError
-from tests.conftest import LabHandle, lab_fixture, write_lab
+from lab.spec import parse_spec
+from tests.conftest import NODE_RUNS, LabHandle, lab_fixture, write_lab
 
 pytestmark = pytest.mark.incus
 
@@ -24,17 +31,6 @@ NAME = "t-h8-incus"
 OCTET = 180
 PROJECT = f"swarmlab-{NAME}"
 NETWORK = f"sli-{NAME}"[:15]
-
-
-@pytest.fixture(scope="session")
-def incus() -> Incus:
-    """A real incusd; `make test` starts one (make incus). Its absence fails, never skips."""
-    api = Incus()
-    try:
-        api.ping()
-    except LabError as exc:
-        pytest.fail(f"{exc} (make test does it)")
-    return api
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +87,9 @@ def test_up_gives_three_ready_nodes_in_the_labs_own_project(lab: LabHandle, incu
 def test_rerun_changes_nothing(lab: LabHandle) -> None:
     result = lab.invoke("lab.up")
     assert result.code == 0, result.output
+    # The default release's node image, already imported by the first lab.up.
+    alias = f"swarmlab-node-{incus_image_digest('trixie')}"
+    assert f"node image {alias} (trixie)\n" in result.stdout
     assert "nothing changed: the lab was already up" in result.stdout
     assert "create: ok" in result.stdout and "swarm: ok" in result.stdout
     assert "changed" not in result.stdout.replace("nothing changed", "")
@@ -227,6 +226,18 @@ def test_bad_incus_settings_are_one_line(tmp_path: Path) -> None:
         assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.output
 
 
+def test_a_release_the_mirror_does_not_serve_is_one_line_naming_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real mmdebstrap against the host's mirror, which has no such suite: apt says 404.
+    monkeypatch.setitem(RECIPES, "swarmlab/node:swarmlab-nosuch", Recipe(
+        "node-nosuch", "node", (("WITH_DOCKER", "1"),), "swarmlab-nosuch"))
+    with pytest.raises(LabError) as caught:
+        build_incus_tarball("swarmlab-nosuch", log=lambda line: None)
+    line = str(caught.value)
+    assert "does not serve Debian suite 'swarmlab-nosuch'; pick another release" in line
+    assert "\n" not in line
+
+
 def test_no_incusd_is_one_line_saying_how_to_start_it(tmp_path: Path) -> None:
     lab = write_lab(tmp_path, "t-h8-nod", 184, provider="incus")
     result = lab.invoke("lab.up", env={"INCUS_SOCKET": str(tmp_path / "no.socket")})
@@ -291,6 +302,88 @@ def test_a_remote_incus_over_https_with_a_client_certificate(
     assert result.code == 1 and "Traceback" not in result.output, result.output
     assert f"does not trust {stranger / 'c'}" in result.stderr
     assert "incus config trust add-certificate" in result.stderr
+
+
+OLDER = "swarmlab-node-t-inc17-"  # aliases of this test's stand-ins for older recipes
+USER = "t-inc17-user"  # a container someone made from an older bookworm recipe
+
+
+def node_images(incus: Incus) -> dict[str, tuple[str, str]]:
+    """Every swarmlab node image in Incus: alias -> (the release its metadata names, its
+    fingerprint)."""
+    return {alias["name"]: ((image.get("properties") or {}).get("release", ""),
+                            image["fingerprint"])
+            for image in incus.get("/1.0/images", query={"recursion": "1"})
+            for alias in image["aliases"] if alias["name"].startswith("swarmlab-node-")}
+
+
+def older_recipe(incus: Incus, tmp: Path, release: str, tag: str) -> str:
+    """An image of a node image's shape (alias, release property) with almost nothing in it:
+    an older recipe of `release`, made in a second. Returns its fingerprint."""
+    tarball = tmp / f"{tag}.tar"
+    with tarfile.open(tarball, "w") as out:
+        for name, text in (
+            ("metadata.yaml", yaml.safe_dump({"architecture": "x86_64", "creation_date": 1,
+                                              "properties": {"release": release}})),
+            ("rootfs/etc/hostname", f"{tag}\n"),  # its own bytes: its own fingerprint
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            out.addfile(info, io.BytesIO(text.encode()))
+    return incus.import_image(tarball, OLDER + tag, "swarmlab test t-inc17: an older recipe")
+
+
+def remove_stand_ins(incus: Incus) -> None:
+    """This test's container and images, as an interrupted run may have left them."""
+    if incus.find(f"/1.0/instances/{USER}") is not None:
+        incus.delete(f"/1.0/instances/{USER}")
+    for alias, (_, fingerprint) in node_images(incus).items():
+        if alias.startswith(OLDER):
+            incus.delete(f"/1.0/images/{fingerprint}")
+
+
+def test_a_bookworm_lab_beside_trixie_keeps_both_node_images(
+        lab: LabHandle, incus: Incus, tmp_path: Path) -> None:
+    """The module's lab runs trixie (Docker 26.1); a bookworm lab (Docker 20.10) comes up
+    beside it from its own image. Pruning after an import removes older recipes of the same
+    release only: never the other release's image, never one a container was made from."""
+    seen = on(lab, "all", "docker version --format '{{.Client.Version}} {{.Server.Version}}'")
+    versions = [word for line in seen.splitlines() for word in line.split()[1:]]  # [node] C S
+    assert len(versions) == 6 and all(
+        v.startswith(NODE_RUNS["trixie"][1] + ".") for v in versions), seen
+    trixie = f"swarmlab-node-{incus_image_digest('trixie')}"
+    bookworm = f"swarmlab-node-{incus_image_digest('bookworm')}"
+    other = write_lab(tmp_path, "t-inc17-bw", 170, nodes=2, provider="incus",
+                      release="bookworm")
+    remove_stand_ins(incus)
+    try:
+        for release in ("bookworm", "trixie"):
+            older_recipe(incus, tmp_path, release, f"old-{release}")
+        used = older_recipe(incus, tmp_path, "bookworm", "used")
+        incus.post("/1.0/instances", {
+            "name": USER, "type": "container", "profiles": [],
+            "source": {"type": "image", "fingerprint": used},
+            "config": {"user.swarmlab.lab": USER},
+            "devices": {"root": {"type": "disk", "path": "/", "pool": "swarmlab"}}})
+        up = other.invoke("lab.up")
+        assert up.code == 0, up.output
+        assert f"node image {bookworm} (bookworm)\n" in up.stdout
+        os_name, docker = NODE_RUNS["bookworm"]
+        assert [(n["os"].startswith(os_name), n["docker"][:5], n["ready"])
+                for n in other.status()["nodes"]] == [(True, docker, True)] * 2
+        # That lab.up pruned only if bookworm's image was not imported yet: the same rule
+        # again, now certainly, on images of every kind.
+        with Lab(parse_spec(yaml.safe_load(other.file.read_text())), log=print) as made:
+            made.provider._remove_stale_images(bookworm)
+        kept = {alias: release for alias, (release, _) in node_images(incus).items()}
+        assert {alias: kept.get(alias) for alias in (
+            trixie, bookworm, OLDER + "old-trixie", OLDER + "used", OLDER + "old-bookworm")
+        } == {trixie: "trixie", bookworm: "bookworm", OLDER + "old-trixie": "trixie",
+              OLDER + "used": "bookworm", OLDER + "old-bookworm": None}, kept
+    finally:
+        down = other.invoke("lab.down")
+        remove_stand_ins(incus)
+    assert down.code == 0, down.output
 
 
 def test_down_removes_the_project_network_and_nodes_only(lab: LabHandle, incus: Incus) -> None:

@@ -60,16 +60,6 @@ def ours(api: Incus) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def incus() -> Incus:
-    api = Incus()
-    try:
-        api.ping()
-    except LabError as exc:
-        pytest.fail(f"{exc} (make test starts incusd: make incus)")
-    return api
-
-
-@pytest.fixture(scope="module")
 def klass(incus: Incus, images: None, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Class]:
     tmp = tmp_path_factory.mktemp("incus-class")

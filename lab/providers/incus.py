@@ -7,8 +7,8 @@ with swarm and overlay networks run inside (`security.nesting`). Never
 `security.privileged`.
 
 Each lab lives in its own Incus project `swarmlab-<lab>` (instances and profiles of its own;
-images shared from the default project, so the node image is imported once per recipe) and
-on its own bridge network with the lab's subnet. Everything made carries the
+images shared from the default project, so the node image of each release is imported once
+per recipe) and on its own bridge network with the lab's subnet. Everything made carries the
 `user.swarmlab.lab` key; a project or network of that name without it is refused, never
 reused or removed. The node's address, SSH host key and the lab's key are written into the
 container before its first boot, so the host key is pinned before anything connects.
@@ -140,7 +140,7 @@ class IncusProvider(Provider):
                    "this Incus server is not a cluster; remove incus.target")
             )
         alias, how = self._ensure_image()
-        lines = [f"incus {version}", f"node image {alias}"]
+        lines = [f"incus {version}", f"node image {alias} ({self.spec.release})"]
         if members:
             lines.append(f"cluster of {len(members)}; lab on {self._location() or 'any member'}")
         if how != "ok":
@@ -235,17 +235,26 @@ class IncusProvider(Provider):
         return mine
 
     # --- the node image --------------------------------------------------------------------
+    @property
+    def image_alias(self) -> str:
+        """The node image of the lab's release and today's recipe (the suite is in it)."""
+        from ..images import incus_image_digest
+
+        return IMAGE_ALIAS_PREFIX + incus_image_digest(self.spec.release)
+
     def _ensure_image(self) -> tuple[str, str]:
         """The node image's alias in the default project, imported if missing: (alias, how)."""
-        from ..images import build_incus_tarball, incus_image_digest
+        from ..images import build_incus_tarball
 
-        alias = IMAGE_ALIAS_PREFIX + incus_image_digest()
+        alias = self.image_alias
         if self.api.find(f"/1.0/images/aliases/{alias}") is not None:
             return alias, "ok"
         started = time.monotonic()
-        tarball = build_incus_tarball(log=self.log)
+        tarball = build_incus_tarball(self.spec.release, log=self.log)
         try:
-            self.api.import_image(tarball, alias, "swarmlab node image (lab/images.py)")
+            self.api.import_image(tarball, alias,
+                                  f"swarmlab node image, Debian {self.spec.release}"
+                                  " (lab/images.py)")
         except IncusError as exc:
             if self.api.find(f"/1.0/images/aliases/{alias}") is None:  # not a parallel import
                 raise LabError(f"node image {alias}: Incus refused the import: {exc}") from None
@@ -255,12 +264,23 @@ class IncusProvider(Provider):
         return alias, f"imported in {time.monotonic() - started:.1f} s"
 
     def _remove_stale_images(self, current: str) -> None:
-        """Node images of older recipes are half a gigabyte each and never used again (a
-        container keeps its own copy of the file system, so removing its image is safe)."""
+        """Node images of older recipes of the lab's release are half a gigabyte each and
+        never used again. The other release's image is current too (its labs come up beside
+        this one's). An image a container was made from stays while it exists: someone still
+        builds on that recipe (another swarmlab checkout on a class server, a user's own
+        `incus launch`), and removing it would only have them import it again."""
+        try:
+            instances = self.api.get("/1.0/instances",
+                                     query={"recursion": "1", "all-projects": "true"})
+        except IncusError:  # a client restricted to its projects cannot see who uses what
+            return
+        in_use = {item["config"].get("volatile.base_image") for item in instances}
         for image in self.api.get("/1.0/images", query={"recursion": "1"}):
             aliases = [a["name"] for a in image.get("aliases", [])]
-            if aliases and all(a.startswith(IMAGE_ALIAS_PREFIX) and a != current
-                               for a in aliases):
+            older = bool(aliases) and all(a.startswith(IMAGE_ALIAS_PREFIX) and a != current
+                                          for a in aliases)
+            release = (image.get("properties") or {}).get("release")
+            if older and release == self.spec.release and image["fingerprint"] not in in_use:
                 with contextlib.suppress(IncusError):
                     self.api.delete(f"/1.0/images/{image['fingerprint']}")
 
@@ -336,9 +356,7 @@ class IncusProvider(Provider):
     def create(self) -> dict[str, str]:
         self._ensure_project()
         self._ensure_network()
-        from ..images import incus_image_digest
-
-        alias = IMAGE_ALIAS_PREFIX + incus_image_digest()
+        alias = self.image_alias
         lab_key = hostkeys.lab_key(self.lab_dir, self.spec.name)
         results: dict[str, str] = {}
         to_start: list[NodeSpec] = []
