@@ -39,6 +39,7 @@ CLASS = "t-h9"
 STUDENTS = ("a", "b")
 LABS = [f"{CLASS}-{sid}" for sid in STUDENTS]
 SHOTS = ROOT / "docs" / "screenshots"
+IDLE_SECONDS = 10  # the least --idle-seconds takes: the idle test's second server uses it
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Without these Chromium tries the network (updates, sync, QUIC probes); the test bed has none.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -568,6 +569,65 @@ def test_the_cards_carry_each_students_link_and_qr_code(served: Served, tmp_path
         assert not any(secret in card for secret in others)
 
 
+def test_an_idle_terminal_is_closed_and_enter_opens_a_new_shell(
+    served: Served, browser: Any
+) -> None:
+    """A second server of the same class with --idle-seconds 10: a's terminal is closed 10 s
+    after its last keystroke, the pane says so, and Enter opens a new shell.
+
+    After the cards test: serving records its address in the class's folder (class.cards
+    prints links from it), and this server's is another port.
+    """
+    port = free_port()
+    server = subprocess.Popen(
+        [*INVOKE, "-f", str(served.lab_file), "class.serve", "--listen", f"127.0.0.1:{port}",
+         "--idle-seconds", str(IDLE_SECONDS)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert server.stdout is not None
+        said = []
+        for line in server.stdout:
+            said.append(line)
+            if line.startswith("Ctrl-C stops") or server.poll() is not None:
+                break
+        assert said and said[-1].startswith("Ctrl-C stops"), "".join(said)
+        threading.Thread(target=server.stdout.read, daemon=True).start()  # never blocks it
+        browser.get(f"http://127.0.0.1:{port}/s/a/{served.secrets['a']}/")
+        wait_until("manager1's terminal opens", lambda: pane_state(browser, "manager1")
+                   .startswith("up"), 30)
+        # A keystroke a few seconds in: the bound counts from the last one, not from the open.
+        time.sleep(IDLE_SECONDS / 2)
+        type_in(browser, "manager1", "true\n")
+        typed = time.monotonic()
+        closed = wait_until("manager1's pane is closed for want of keystrokes", lambda: (
+            lambda state: state if state.startswith("closed") else None
+        )(pane_state(browser, "manager1")), IDLE_SECONDS + 20, every=0.2)
+        quiet = time.monotonic() - typed
+        sentence = f"closed after {IDLE_SECONDS} seconds without a keystroke"
+        assert sentence in closed, closed
+        assert quiet >= IDLE_SECONDS - 0.5, f"closed {quiet:.1f} s after the last keystroke"
+        # The student reads it in the terminal itself, with what to do next (compared without
+        # white space: a narrow pane wraps the line anywhere).
+        shown = terminal_text(browser, "manager1")
+        assert "".join(f"[closed: {sentence}; press Enter to reconnect]".split()) in "".join(
+            shown.split()), shown
+        type_in(browser, "manager1", "\n")
+        wait_until("Enter opens manager1's terminal again", lambda: pane_state(
+            browser, "manager1").startswith("up"), 30)
+        type_in(browser, "manager1", "echo new-shell-$((6*7))\n")
+        wait_until("the new shell answers", lambda: "new-shell-42" in terminal_text(
+            browser, "manager1"), 20)
+    finally:
+        # Away from its page first: uvicorn's shutdown waits for the page's open event stream.
+        with contextlib.suppress(Exception):
+            browser.get("about:blank")
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def test_the_server_survives_the_class_going_down_under_open_pages(
     served: Served, browser: Any
 ) -> None:
@@ -603,6 +663,9 @@ def test_no_secret_in_the_servers_output(served: Served) -> None:
      "error: --tls-cert {tmp}/cert.pem with --tls-key {tmp}/key.pem does not load"),
     (("--listen", "127.0.0.1:{busy}"), "error: cannot listen on 127.0.0.1:{busy}: Address"
                                        " already in use"),
+    (("--idle-seconds", "half an hour"), "error: --idle-seconds is 'half an hour'; allowed: a"
+                                         " whole number from 10 to 86400"),
+    (("--idle-seconds", "5"), "error: --idle-seconds is 5; allowed: a whole number from 10"),
 ])
 def test_serving_mistakes_are_one_line(tmp_path: Path, args: tuple[str, ...],
                                        expected: str) -> None:
@@ -642,6 +705,14 @@ def test_the_picture_escapes_what_nodes_say() -> None:
     assert view.nodes[0].tasks == [f"{hostile}.1"] and not view.nodes[1].listed
     assert 'data-state="down (exited)"' in drawn
     assert view.summary()["swarm"] == "partial" and view.summary()["nodes_up"] == 1
+
+
+def test_the_idle_bound_is_said_in_the_units_it_was_given() -> None:
+    """The pane's sentence for the default (whole minutes) and for short bounds."""
+    from lab.web.app import IDLE, spoken
+
+    assert (spoken(IDLE), spoken(60), spoken(90), spoken(10)) == (
+        "30 minutes", "1 minute", "90 seconds", "10 seconds")
 
 
 def test_links_and_the_junit_grade(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from .watch import Watch
 STATIC = Path(__file__).parent / "static"
 MAX_TERMINALS = 8  # open terminals per student, all nodes together
 MAX_MESSAGE = 16 * 1024  # one browser message (a paste); uvicorn's ws_max_size matches it
-IDLE = 30 * 60.0  # a terminal with no keystroke for this long is closed
+IDLE = 30 * 60  # seconds: a terminal with no keystroke for this long is closed (--idle-seconds)
 OPEN_DEADLINE = 15.0  # a node that gives no shell by then is "down" in its pane
 HEARTBEAT = 15.0
 ROSTER_EVERY = 5.0  # how often the class's record is read for a roster change
@@ -65,9 +65,11 @@ class Session:
 
 
 class Server:
-    def __init__(self, room: Room, links: Links, period: float | None = None):
+    def __init__(self, room: Room, links: Links, period: float | None = None,
+                 idle: float = IDLE):
         self.room = room
         self.links = links
+        self.idle = idle
         # Looks, actions and shells' setup; a shell's reading has a thread of its own.
         self.pool = ThreadPoolExecutor(max_workers=max(8, min(64, 2 * len(room.seats))),
                                        thread_name_prefix="web")
@@ -212,12 +214,12 @@ class Server:
                 # Whichever comes first: a keystroke, the shell's end (a reset closes it
                 # from another thread), or the idle bound.
                 receiver = asyncio.ensure_future(websocket.receive_text())
-                done, _ = await asyncio.wait({receiver, sender}, timeout=IDLE,
+                done, _ = await asyncio.wait({receiver, sender}, timeout=self.idle,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if sender in done:
                     break
                 if not done:
-                    session.reason = f"closed after {IDLE / 60:g} minutes without a keystroke"
+                    session.reason = f"closed after {spoken(self.idle)} without a keystroke"
                     receiver.cancel()
                     shell.close()
                     continue
@@ -372,6 +374,14 @@ def size(cols: Any, rows: Any) -> tuple[int, int]:
     return bounded(cols, 80, 500), bounded(rows, 24, 200)
 
 
+def spoken(seconds: float) -> str:
+    """A duration as the pane says it: in minutes when it is whole minutes."""
+    if seconds >= 60 and seconds % 60 == 0:
+        minutes = seconds / 60
+        return f"{minutes:g} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
+
+
 def same_origin(request: Request | WebSocket) -> bool:
     """A browser's cross-site request or socket (another page's script) is refused."""
     origin = request.headers.get("origin")
@@ -379,8 +389,8 @@ def same_origin(request: Request | WebSocket) -> bool:
 
 
 def make_app(room: Room, links: Links, period: float | None = None,
-             say: Callable[[str], None] = print) -> Starlette:
-    server = Server(room, links, period)
+             say: Callable[[str], None] = print, idle: float = IDLE) -> Starlette:
+    server = Server(room, links, period, idle)
 
     async def nothing(request: Request) -> Response:
         return PlainTextResponse("swarmlab: open the link you were given\n", 404,

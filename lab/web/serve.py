@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import fields
 from ..atomic import write_atomic
 from ..classroom.links import SERVED, Links
 from ..errors import LabError, SpecError
-from .app import MAX_MESSAGE, STATIC, make_app
+from .app import IDLE, MAX_MESSAGE, STATIC, make_app
 from .room import Room
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+# A shorter bound would close a terminal while its student reads; a longer one holds an SSH
+# session and a thread per forgotten tab past a class day.
+IDLE_LEAST, IDLE_MOST = 10, 24 * 60 * 60
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -35,6 +40,14 @@ def parse_listen(listen: str) -> tuple[str, int]:
         raise SpecError(f"--listen {listen!r} is not ADDRESS:PORT such as 127.0.0.1:8080"
                         " (0.0.0.0:8080 for every address of this machine)") from None
     return host, number
+
+
+def idle_bound(value: int | str) -> int:
+    """--idle-seconds as a whole number; from the command line it comes as text."""
+    number: int | str = value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip()):
+        number = int(value)
+    return fields.whole("--idle-seconds", number, IDLE_LEAST, IDLE_MOST)
 
 
 def check_tls(cert: str, key: str) -> bool:
@@ -79,10 +92,11 @@ def instructor_url(base: str, links: Links) -> str:
 
 def serve(room: Room, *, listen: str = DEFAULT_LISTEN, tls_cert: str = "", tls_key: str = "",
           new_secrets: bool = False, say: Callable[[str], None] = print,
-          period: float | None = None) -> None:
+          period: float | None = None, idle_seconds: int | str = IDLE) -> None:
     import uvicorn
 
     host, port = parse_listen(listen)
+    idle = idle_bound(idle_seconds)
     if not (STATIC / "vendor" / "xterm.js").is_file():
         raise LabError(f"xterm.js is missing from {STATIC / 'vendor'}: run `make web` once"
                        " (it copies it from the npm registry's package; pages never fetch it)")
@@ -104,7 +118,7 @@ def serve(room: Room, *, listen: str = DEFAULT_LISTEN, tls_cert: str = "", tls_k
             f" {links.path} (keep it to yourself)")
     say("Ctrl-C stops")
     config = uvicorn.Config(
-        make_app(room, links, period, say), host=host, port=port, access_log=False,
+        make_app(room, links, period, say, idle), host=host, port=port, access_log=False,
         log_level="warning", ws_max_size=4 * MAX_MESSAGE, lifespan="on",
         ssl_certfile=tls_cert or None, ssl_keyfile=tls_key or None)
     uvicorn.Server(config).run()
