@@ -68,6 +68,12 @@ def break_lab(lab: Lab, failure: str, log: Log) -> str:
     return f"{failure} broken: {chosen.title}"
 
 
+def fix_lab(lab: Lab, failure: str, log: Log) -> str:
+    """Undo one failure broken on purpose by its own fix, as `failure.fix` does, verified."""
+    get(failure).fix(lab, _show(log))
+    return f"{failure} fixed"
+
+
 def undo_recorded(lab: Lab, log: Log) -> list[str]:
     """Before a reset wipes Docker: undo each failure recorded as broken on purpose.
 
