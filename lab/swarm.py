@@ -513,10 +513,11 @@ def hold(lab: Lab, node: Node, seconds: float = LEADER_HOLD_SECONDS,
     Managers that start together (a revert, a snapshot's restart) elect a leader, and on a
     loaded host they can lose it again moments later when a heartbeat is late: the swarm
     answered `verify` and the student's first command said "does not have a leader" (the
-    vm lane saw it). A break starts the count again; both bounds scale with the provider.
+    vm lane saw it). A break starts the count again. The window is wall-clock time (Raft's
+    election timeout is, on any CPU); only the overall bound scales with the provider.
     """
     scale = lab.provider.time_scale
-    needed = seconds * scale
+    needed = seconds
     since = [time.monotonic()]
 
     def look() -> float:
