@@ -46,8 +46,8 @@ from .images import (
     PROJECT_ROOT,
     SEED_PACKAGES,
     SUITE_PACKAGES,
-    _suite_missing,
     host_suite,
+    suite_missing,
     suite_sources,
 )
 from .prepare import docker
@@ -232,7 +232,7 @@ def build(box: Box, digest: str, log: Callable[[str], None]) -> Path:
                    SWARMLAB_DOCKER_DROP_IN_PATH=docker.DROP_IN_PATH,
                    SWARMLAB_BOX_SEED="1" if box.seed else "0")
             except LabError:
-                if _suite_missing(log_path.read_text(errors="replace"), box.release):
+                if suite_missing(log_path.read_text(errors="replace"), box.release):
                     raise LabError(f"box {box.name}: the mirror in {host_sources} does not serve"
                                    f" Debian {box.release}; pick another release") from None
                 raise

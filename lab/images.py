@@ -419,7 +419,7 @@ def _ensure_rootfs(
             out.flush()
             result = subprocess.run(command, stdout=tar, stderr=out, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
-            if _suite_missing(log_path.read_text(errors="replace"), suite):
+            if suite_missing(log_path.read_text(errors="replace"), suite):
                 raise LabError(
                     f"{tag}: the mirror in {host_sources} does not serve Debian suite"
                     f" {suite!r}; pick another release; full log: {log_path}"
@@ -445,7 +445,7 @@ def _ensure_rootfs(
     return tag
 
 
-def _suite_missing(log_text: str, suite: str) -> bool:
+def suite_missing(log_text: str, suite: str) -> bool:
     """apt's words for a suite the mirror has no Release file for."""
     return any(
         suite in line and ("does not have a Release file" in line or "404" in line)
