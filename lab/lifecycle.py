@@ -209,10 +209,7 @@ def snapshot(lab: Lab, name: str, log: Log = print) -> None:
             lab.forget_connections()
             _systemctl(lab, managers, DOCKER_START, "starting Docker after the snapshot")
     if managers:
-        current = swarm.verify(lab, managers[0], seconds=SETTLE_SECONDS)
-        swarm.hold(lab, managers[0])
-        log(f"  a leader that held {swarm.LEADER_HOLD_SECONDS} s, {len(current)} nodes Ready"
-            " with the right roles")
+        _swarm_back(lab, managers[0], log)
 
 
 def revert(lab: Lab, snapshot: str, log: Log = print) -> str:
@@ -234,11 +231,18 @@ def revert(lab: Lab, snapshot: str, log: Log = print) -> str:
     if not in_swarm:
         return f"{clocks}; no swarm in this snapshot"
     log("==> swarm")
-    current = swarm.verify(lab, in_swarm[0], seconds=SETTLE_SECONDS)
-    swarm.hold(lab, in_swarm[0])
+    ready = _swarm_back(lab, in_swarm[0], log)
+    return f"{clocks}; swarm has a leader, {ready} nodes Ready"
+
+
+def _swarm_back(lab: Lab, manager: Node, log: Log) -> int:
+    """After managers' Docker restarted together: every node Ready in its role, and a leader
+    that stays (swarm.hold). The number of Ready nodes."""
+    current = swarm.verify(lab, manager, seconds=SETTLE_SECONDS)
+    swarm.hold(lab, manager)
     log(f"  a leader that held {swarm.LEADER_HOLD_SECONDS} s, {len(current)} nodes Ready"
         " with the right roles")
-    return f"{clocks}; swarm has a leader, {len(current)} nodes Ready"
+    return len(current)
 
 
 def _swarm_managers(lab: Lab, deadline: float) -> list[Node]:

@@ -516,8 +516,7 @@ def hold(lab: Lab, node: Node, seconds: float = LEADER_HOLD_SECONDS,
     vm lane saw it). A break starts the count again. The window is wall-clock time (Raft's
     election timeout is, on any CPU); only the overall bound scales with the provider.
     """
-    scale = lab.provider.time_scale
-    needed = seconds
+    bound = timeout * lab.provider.time_scale
     since = [time.monotonic()]
 
     def look() -> float:
@@ -527,10 +526,10 @@ def hold(lab: Lab, node: Node, seconds: float = LEADER_HOLD_SECONDS,
             since[0] = now
         return now - since[0]
 
-    held = wait_until(look, timeout=timeout * scale, interval=2, done=lambda s: s >= needed,
-                      what=f"the leader to hold {needed:g} s on {node.name}", error=None)
-    if held < needed:
-        raise LabError(f"the swarm's leader did not hold {needed:g} s in {timeout * scale:g} s"
+    held = wait_until(look, timeout=bound, interval=2, done=lambda held: held >= seconds,
+                      what=f"the leader to hold {seconds:g} s on {node.name}", error=None)
+    if held < seconds:
+        raise LabError(f"the swarm's leader did not hold {seconds:g} s in {bound:g} s"
                        f" (seen from {node.name}); see `invoke lab.doctor`")
 
 
