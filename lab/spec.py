@@ -242,8 +242,7 @@ def parse_spec(data: dict[str, Any], known_extra: set[str] = frozenset()) -> Lab
     if selinux == "enforcing" and provider in CONTAINER_PROVIDERS:
         raise SpecError(selinux_needs_a_kernel(provider))
     if provider == "local":
-        variant = "-seed" if nodes_like == "seed" else ""
-        settings.setdefault("image", f"swarmlab/node{variant}:{release}")
+        settings.setdefault("image", node_image(release, nodes_like))
     return LabSpec(
         name=name,
         provider=provider,
@@ -260,6 +259,12 @@ def parse_spec(data: dict[str, Any], known_extra: set[str] = frozenset()) -> Lab
         state_dir=fields.path("lab file: state_dir", merged["state_dir"]),
         provider_settings=settings,
     )
+
+
+def node_image(release: str, nodes_like: str) -> str:
+    """The node image swarmlab builds for a release and flavour (local nodes, Vagrant's
+    docker machines)."""
+    return f"swarmlab/node{'-seed' if nodes_like == 'seed' else ''}:{release}"
 
 
 def selinux_needs_a_kernel(where: str) -> str:

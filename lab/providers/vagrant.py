@@ -28,7 +28,7 @@ import docker
 from .. import box as boxes
 from .. import container_node, fields, hostkeys, libvirt
 from ..errors import LabError, NodeError, SpecError
-from ..spec import LabSpec, NodeSpec, selinux_needs_a_kernel
+from ..spec import LabSpec, NodeSpec, node_image, selinux_needs_a_kernel
 from ..state import LabState
 from ..vagrant_project import (
     AUTHORIZED_KEYS,
@@ -114,7 +114,7 @@ def parse_settings(spec: LabSpec) -> VagrantSettings:
         raw.setdefault("boot_timeout", LIBVIRT_BOOT_TIMEOUT)
     elif provider == "virtualbox":
         raw.setdefault("box", f"debian/{spec.release}64")
-    raw.setdefault("image", f"swarmlab/node{'-seed' if seed else ''}:{spec.release}")
+    raw.setdefault("image", node_image(spec.release, spec.nodes_like))
     if raw.get("management_subnet"):
         fields.ipv4_network("lab file: vagrant.management_subnet", raw["management_subnet"],
                             "10.79.1.0/24")
